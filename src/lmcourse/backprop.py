@@ -1,0 +1,335 @@
+"""A multilayer perceptron in NumPy with a hand-written backward pass (chapter 02).
+
+The network maps a batch of inputs ``x`` (shape ``(batch_size, n_in)``) to class scores
+(``logits``, shape ``(batch_size, n_classes)``)::
+
+    a_0 = x
+    z_l = a_{l-1} @ W_l.T + b_l        for l = 1 .. L
+    a_l = tanh(z_l)                    for the hidden layers l = 1 .. L-1
+    logits = z_L                       (no activation: the softmax lives in the loss)
+
+Conventions:
+
+* ``W_l`` has shape ``(n_out, n_in)`` as in the maths (``z = W a + b`` for one column vector
+  ``a``); a batch stores one example per *row*, hence ``a @ W.T``. (Flax's ``nnx.Linear`` stores
+  the transpose, a ``kernel`` of shape ``(n_in, n_out)``.)
+* The hidden activation function is ``tanh``: it is zero-centred and smooth everywhere (so the
+  finite-difference gradient check has no kinks to trip over), and its derivative is cheap to get
+  from the forward output, ``tanh'(z) = 1 - tanh(z)**2``.
+* The loss is softmax cross-entropy averaged over the batch; its gradient with respect to the
+  logits is ``(softmax(logits) - y_onehot) / batch_size``.
+* Everything is computed in ``float64``; inputs of another floating dtype are converted.
+
+Sources: D. E. Rumelhart, G. E. Hinton and R. J. Williams, "Learning representations by
+back-propagating errors", Nature 323 (1986) 533-536; I. Goodfellow, Y. Bengio and A. Courville,
+*Deep Learning* (MIT Press, 2016), sections 6.2.2 (softmax units) and 6.5 (back-propagation);
+X. Glorot and Y. Bengio, "Understanding the difficulty of training deep feedforward neural
+networks", AISTATS 2010 (initialisation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+Params = list[tuple[np.ndarray, np.ndarray]]
+"""One ``(W, b)`` pair per layer: ``W`` of shape ``(n_out, n_in)``, ``b`` of shape ``(n_out,)``."""
+
+
+class ForwardCache(NamedTuple):
+    """What :func:`mlp_forward` keeps for :func:`mlp_backward`.
+
+    Attributes:
+        activations: ``[a_0, a_1, ..., a_{L-1}]``, the input of every layer; ``a_0`` is ``x``
+            (shape ``(batch_size, n_in)``), ``a_l = tanh(z_l)`` has shape ``(batch_size, n_l)``.
+        logits: ``z_L``, shape ``(batch_size, n_classes)``, float64.
+    """
+
+    activations: list[np.ndarray]
+    logits: np.ndarray
+
+
+def init_mlp(layer_sizes: Sequence[int], rng: np.random.Generator) -> Params:
+    """Create the weights of an MLP with Glorot (Xavier) normal initialisation and zero biases.
+
+    Args:
+        layer_sizes: ``[n_in, n_hidden_1, ..., n_classes]``, at least two positive integers.
+        rng: a NumPy generator, e.g. ``np.random.default_rng(0)``; the only source of randomness.
+
+    Returns:
+        A list of ``L = len(layer_sizes) - 1`` pairs ``(W, b)``: ``W`` float64 of shape
+        ``(layer_sizes[l + 1], layer_sizes[l])`` drawn from ``N(0, 2 / (n_in + n_out))``,
+        ``b`` float64 zeros of shape ``(layer_sizes[l + 1],)``.
+
+    Raises:
+        ValueError: if fewer than two sizes are given or a size is not a positive integer.
+
+    Source: Glorot & Bengio (2010), eq. 16 (variance ``2 / (n_in + n_out)``, designed for tanh).
+    """
+    sizes = list(layer_sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"layer_sizes needs at least an input and an output size, got {sizes}")
+    if any(int(n) != n or n < 1 for n in sizes):
+        raise ValueError(f"layer sizes must be positive integers, got {sizes}")
+    params: Params = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+        std = np.sqrt(2.0 / (n_in + n_out))
+        weights = rng.normal(0.0, std, size=(int(n_out), int(n_in)))
+        params.append((weights.astype(np.float64), np.zeros(int(n_out), dtype=np.float64)))
+    return params
+
+
+def _check_params(params: Params) -> None:
+    """Raise ValueError unless ``params`` is a non-empty chain of matching ``(W, b)`` shapes."""
+    if len(params) == 0:
+        raise ValueError("params is empty: an MLP needs at least one (W, b) layer")
+    for layer, (weights, bias) in enumerate(params):
+        if weights.ndim != 2:
+            raise ValueError(f"layer {layer}: W must be 2-D (n_out, n_in), got shape {weights.shape}")
+        if bias.shape != (weights.shape[0],):
+            raise ValueError(
+                f"layer {layer}: b has shape {bias.shape}, expected ({weights.shape[0]},) to "
+                f"match W of shape {weights.shape}"
+            )
+        if layer > 0:
+            n_prev = params[layer - 1][0].shape[0]
+            if weights.shape[1] != n_prev:
+                raise ValueError(
+                    f"layer {layer}: W has shape {weights.shape}, so it expects {weights.shape[1]} "
+                    f"inputs, but layer {layer - 1} produces {n_prev}"
+                )
+
+
+def _as_batch(x: np.ndarray, n_features: int, name: str) -> np.ndarray:
+    """Return ``x`` as a float64 array of shape ``(batch_size, n_features)`` or raise ValueError."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != n_features:
+        raise ValueError(f"{name} must have shape (batch_size, {n_features}), got {x.shape}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch")
+    return x
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax ``p_ik = exp(z_ik) / sum_j exp(z_ij)``, computed stably.
+
+    Args:
+        logits: float array of shape ``(batch_size, n_classes)``.
+
+    Returns:
+        float64 probabilities of the same shape; each row sums to 1.
+
+    Source: Goodfellow et al., *Deep Learning*, section 6.2.2.3 (subtracting the row maximum
+    leaves the result unchanged and avoids overflow).
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def softmax_cross_entropy(logits: np.ndarray, y_onehot: np.ndarray) -> float:
+    """Mean softmax cross-entropy ``L = -(1/B) sum_i sum_k y_ik log softmax(z_i)_k``.
+
+    Uses ``log softmax(z)_k = z_k - logsumexp(z)`` so that large logits do not overflow.
+
+    Args:
+        logits: float array of shape ``(batch_size, n_classes)``.
+        y_onehot: targets of the same shape, each row a probability vector (usually one-hot).
+
+    Returns:
+        The loss as a Python float (natural log, so ``ln(n_classes)`` for uniform predictions).
+
+    Raises:
+        ValueError: if the two shapes differ or are not 2-D.
+
+    Source: Goodfellow et al., *Deep Learning*, sections 6.2.1.1 and 6.2.2.3.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    y_onehot = np.asarray(y_onehot, dtype=np.float64)
+    if logits.ndim != 2 or logits.shape != y_onehot.shape:
+        raise ValueError(
+            f"logits and y_onehot must both have shape (batch_size, n_classes); "
+            f"got {logits.shape} and {y_onehot.shape}"
+        )
+    row_max = logits.max(axis=1, keepdims=True)
+    log_sum_exp = row_max + np.log(np.exp(logits - row_max).sum(axis=1, keepdims=True))
+    log_probs = logits - log_sum_exp
+    return float(-(y_onehot * log_probs).sum(axis=1).mean())
+
+
+def mlp_forward(params: Params, x: np.ndarray) -> tuple[np.ndarray, ForwardCache]:
+    """Forward propagation: ``logits = W_L tanh(... tanh(W_1 x + b_1) ...) + b_L`` per row.
+
+    Args:
+        params: the layers, see :data:`Params` (check: consecutive shapes must chain).
+        x: inputs of shape ``(batch_size, n_in)`` with ``n_in = params[0][0].shape[1]``.
+
+    Returns:
+        ``(logits, cache)``: float64 logits of shape ``(batch_size, n_classes)`` and the
+        :class:`ForwardCache` that :func:`mlp_backward` needs.
+
+    Raises:
+        ValueError: if the layer shapes do not chain or ``x`` has the wrong shape.
+    """
+    _check_params(params)
+    activation = _as_batch(x, params[0][0].shape[1], "x")
+    activations = [activation]
+    for weights, bias in params[:-1]:
+        activation = np.tanh(activation @ weights.T + bias)
+        activations.append(activation)
+    weights_out, bias_out = params[-1]
+    logits = activation @ weights_out.T + bias_out
+    return logits, ForwardCache(activations=activations, logits=logits)
+
+
+def mlp_backward(params: Params, cache: ForwardCache, y_onehot: np.ndarray) -> Params:
+    """Backpropagation of the mean softmax cross-entropy through the MLP.
+
+    With ``B = batch_size`` and rows as examples, the chain rule gives (Goodfellow et al.,
+    algorithm 6.4; Rumelhart, Hinton & Williams 1986, eqs. 13-16)::
+
+        delta_L = (softmax(z_L) - y) / B                        # dL/dz_L
+        dW_l    = delta_l.T @ a_{l-1}        db_l = sum over rows of delta_l
+        delta_{l-1} = (delta_l @ W_l) * (1 - a_{l-1}**2)         # tanh'(z) = 1 - tanh(z)**2
+
+    Args:
+        params: the same layers that produced ``cache``.
+        cache: the :class:`ForwardCache` returned by :func:`mlp_forward`.
+        y_onehot: targets of shape ``(batch_size, n_classes)`` (rows are probability vectors).
+
+    Returns:
+        Gradients with the structure and shapes of ``params``: ``[(dL/dW_1, dL/db_1), ...]``,
+        float64.
+
+    Raises:
+        ValueError: if ``y_onehot`` does not match the logits or the cache does not match params.
+    """
+    _check_params(params)
+    logits = cache.logits
+    y_onehot = np.asarray(y_onehot, dtype=np.float64)
+    if y_onehot.shape != logits.shape:
+        raise ValueError(
+            f"y_onehot has shape {y_onehot.shape}, expected the logits' shape {logits.shape}"
+        )
+    if len(cache.activations) != len(params):
+        raise ValueError(
+            f"cache holds {len(cache.activations)} layer inputs but params has {len(params)} "
+            f"layers: was the cache made by mlp_forward with these params?"
+        )
+    batch_size = logits.shape[0]
+    delta = (softmax(logits) - y_onehot) / batch_size
+    grads: Params = []
+    for layer in reversed(range(len(params))):
+        weights, _ = params[layer]
+        layer_input = cache.activations[layer]
+        grads.append((delta.T @ layer_input, delta.sum(axis=0)))
+        if layer > 0:
+            delta = (delta @ weights) * (1.0 - layer_input**2)
+    grads.reverse()
+    return grads
+
+
+def loss_and_grads(params: Params, x: np.ndarray, y_onehot: np.ndarray) -> tuple[float, Params]:
+    """Forward pass, mean softmax cross-entropy and backward pass in one call.
+
+    Args:
+        params: the layers, see :data:`Params`.
+        x: inputs of shape ``(batch_size, n_in)``.
+        y_onehot: targets of shape ``(batch_size, n_classes)``.
+
+    Returns:
+        ``(loss, grads)`` with ``grads`` shaped like ``params``.
+
+    Raises:
+        ValueError: on any shape mismatch (see :func:`mlp_forward`, :func:`mlp_backward`).
+    """
+    logits, cache = mlp_forward(params, x)
+    loss = softmax_cross_entropy(logits, y_onehot)
+    return loss, mlp_backward(params, cache, y_onehot)
+
+
+def numerical_gradient(
+    f: Callable[[Params], float], params: Params, eps: float = 1e-5
+) -> Params:
+    """Central finite differences ``df/dθ_j ≈ (f(θ + eps e_j) - f(θ - eps e_j)) / (2 eps)``.
+
+    Every entry of every ``W`` and ``b`` is perturbed in turn, so the cost is
+    ``2 * n_parameters`` calls of ``f``: use it on small networks and batches only.
+    The truncation error is ``O(eps**2)``; in float64 the rounding error is about
+    ``1e-16 * |f| / eps``, so ``eps`` near ``1e-16 ** (1/3) ≈ 1e-5`` balances the two.
+
+    Args:
+        f: a scalar function of the parameters, e.g. ``lambda p: softmax_cross_entropy(
+            mlp_forward(p, x)[0], y)``.
+        params: where to evaluate the gradient; left unchanged on return.
+        eps: the step, a positive float.
+
+    Returns:
+        float64 gradients shaped like ``params``.
+
+    Raises:
+        ValueError: if ``eps`` is not positive.
+
+    Source: Goodfellow et al., *Deep Learning*, section 11.5 (debugging: gradient checking).
+    """
+    if not eps > 0:
+        raise ValueError(f"eps must be positive, got {eps}")
+    work = [(np.array(w, dtype=np.float64), np.array(b, dtype=np.float64)) for w, b in params]
+    grads: Params = []
+    for weights, bias in work:
+        layer_grads = []
+        for array in (weights, bias):
+            grad = np.zeros_like(array)
+            for index in np.ndindex(array.shape):
+                original = array[index]
+                array[index] = original + eps
+                f_plus = f(work)
+                array[index] = original - eps
+                f_minus = f(work)
+                array[index] = original
+                grad[index] = (f_plus - f_minus) / (2.0 * eps)
+            layer_grads.append(grad)
+        grads.append((layer_grads[0], layer_grads[1]))
+    return grads
+
+
+def relative_error(a: np.ndarray, b: np.ndarray) -> float:
+    """Relative error of two arrays of the same shape: ``max|a - b| / max(max|a|, max|b|)``.
+
+    The largest entry-wise difference is measured against the largest entry (the scale of the
+    array), not entry by entry: an entry whose true value is ~0 (e.g. a weight fed by an input
+    pixel that is always 0) would otherwise give 0/0 or ``1e-10 / 1e-12``. Returns 0.0 when both
+    arrays are all zeros.
+
+    Raises:
+        ValueError: if the shapes differ.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"cannot compare arrays of shapes {a.shape} and {b.shape}")
+    scale = max(float(np.abs(a).max(initial=0.0)), float(np.abs(b).max(initial=0.0)))
+    if scale == 0.0:
+        return 0.0
+    return float(np.abs(a - b).max(initial=0.0) / scale)
+
+
+def max_relative_error(grads_a: Params, grads_b: Params) -> float:
+    """The largest :func:`relative_error` over all layers and over both ``W`` and ``b``.
+
+    Args:
+        grads_a, grads_b: two gradient lists shaped like :data:`Params` (JAX arrays work too).
+
+    Raises:
+        ValueError: if the number of layers or any pair of shapes differ.
+    """
+    if len(grads_a) != len(grads_b):
+        raise ValueError(f"{len(grads_a)} layers vs {len(grads_b)} layers")
+    return max(
+        relative_error(x, y)
+        for (w_a, b_a), (w_b, b_b) in zip(grads_a, grads_b, strict=True)
+        for x, y in ((w_a, w_b), (b_a, b_b))
+    )

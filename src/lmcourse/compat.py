@@ -1,0 +1,81 @@
+"""The one place for JAX/Flax calls whose API changed between the versions the course supports.
+
+Supported: Flax 0.10–0.12+ (NNX) with JAX 0.5–0.12+. Flax 0.11 changed ``nnx.Optimizer``: it
+now takes ``wrt=`` and its ``update`` takes the model as well as the gradients. Everything else
+in the course calls the two functions below instead of the constructor and method directly.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported lazily below: `import lmcourse` must not start JAX's backend
+    import optax
+    from flax import nnx
+
+
+@functools.cache
+def _optimizer_api() -> tuple[bool, bool]:
+    """(constructor takes ``wrt``, ``update`` takes the model) for the installed Flax."""
+    from flax import nnx
+
+    takes_wrt = "wrt" in inspect.signature(nnx.Optimizer.__init__).parameters
+    update_args = [p for p in inspect.signature(nnx.Optimizer.update).parameters
+                   if p not in ("self", "kwargs")]
+    return takes_wrt, len(update_args) >= 2
+
+
+def make_optimizer(model: nnx.Module, tx: optax.GradientTransformation) -> nnx.Optimizer:
+    """``nnx.Optimizer`` over the model's ``nnx.Param`` variables, on any supported Flax."""
+    from flax import nnx
+
+    if _optimizer_api()[0]:
+        return nnx.Optimizer(model, tx, wrt=nnx.Param)
+    return nnx.Optimizer(model, tx)  # Flax < 0.11
+
+
+def apply_gradients(optimizer: nnx.Optimizer, model: nnx.Module, grads) -> None:
+    """Apply one optimizer step in place (``optimizer.update``), on any supported Flax."""
+    if _optimizer_api()[1]:
+        optimizer.update(model, grads)
+    else:  # Flax < 0.11
+        optimizer.update(grads)
+
+
+# --- CPU speed flags -------------------------------------------------------------------------
+# In jaxlib 0.10 the CPU backend sends convolutions to YNNPACK by default; keeping convolutions
+# on XLA's own path (dense layers stay on YNNPACK) trains the chapter-03 CNN markedly faster with
+# identical results (measured in benchmarks/). XLA aborts on flags it does not know, so the flag
+# is only added for jaxlib versions where it was checked.
+CPU_XLA_FLAGS = {"0.10": "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"}
+XLA_TUNING_ENV = "LMCOURSE_XLA_TUNING"
+
+
+def cpu_xla_flag(jaxlib_version: str) -> str | None:
+    """The CPU speed flag verified for this jaxlib version, or ``None``."""
+    return CPU_XLA_FLAGS.get(".".join(jaxlib_version.split(".")[:2]))
+
+
+def apply_cpu_xla_flags(environ=None) -> str | None:
+    """Add the verified CPU flag to ``XLA_FLAGS`` unless ``LMCOURSE_XLA_TUNING=0``.
+
+    Must run before JAX creates its CPU backend (the first computation), which is why
+    ``import lmcourse`` calls it. Returns the flag added, or ``None``.
+    """
+    import os
+    from importlib.metadata import PackageNotFoundError, version
+
+    environ = os.environ if environ is None else environ
+    if environ.get(XLA_TUNING_ENV, "1") == "0":
+        return None
+    try:
+        flag = cpu_xla_flag(version("jaxlib"))
+    except PackageNotFoundError:
+        return None
+    current = environ.get("XLA_FLAGS", "")
+    if flag is None or flag.split("=")[0] in current:
+        return None
+    environ["XLA_FLAGS"] = f"{current} {flag}".strip()
+    return flag

@@ -1,0 +1,216 @@
+"""Tests of lmcourse.backprop: the hand-written backward pass against central finite differences
+and against ``jax.grad`` of the same loss written in ``jax.numpy``, all in float64."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lmcourse import backprop
+from lmcourse.backprop import (
+    ForwardCache,
+    init_mlp,
+    loss_and_grads,
+    max_relative_error,
+    mlp_backward,
+    mlp_forward,
+    numerical_gradient,
+    relative_error,
+    softmax,
+    softmax_cross_entropy,
+)
+
+TOLERANCE = 1e-6  # max relative error allowed between two gradients (float64)
+
+# (layer_sizes, batch_size, seed): one hidden layer, none, several; batch of one; wide and narrow.
+CASES = [
+    ([4, 3], 5, 0),
+    ([5, 7, 3], 4, 1),
+    ([8, 16, 10], 1, 2),
+    ([3, 4, 5, 6, 2], 3, 3),
+    ([12, 2, 9, 4], 6, 4),
+    ([6, 10, 10, 10, 5], 8, 5),
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def float64_jax():
+    """Let JAX compute in float64 for this module, then restore the previous setting."""
+    previous = bool(jax.config.jax_enable_x64)
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", previous)
+
+
+def random_problem(layer_sizes: list[int], batch_size: int, seed: int):
+    """Glorot weights with random (non-zero) biases, Gaussian inputs and one-hot targets."""
+    rng = np.random.default_rng(seed)
+    params = [(w, rng.normal(0.0, 0.5, size=b.shape)) for w, b in init_mlp(layer_sizes, rng)]
+    x = rng.normal(size=(batch_size, layer_sizes[0]))
+    y_onehot = np.eye(layer_sizes[-1])[rng.integers(0, layer_sizes[-1], size=batch_size)]
+    return params, x, y_onehot
+
+
+def jax_loss(params, x, y_onehot):
+    """The same network and loss written independently in jax.numpy."""
+    activation = jnp.asarray(x)
+    for weights, bias in params[:-1]:
+        activation = jnp.tanh(activation @ weights.T + bias)
+    weights_out, bias_out = params[-1]
+    logits = activation @ weights_out.T + bias_out
+    return -jnp.mean(jnp.sum(y_onehot * jax.nn.log_softmax(logits, axis=-1), axis=-1))
+
+
+def numpy_loss_fn(x, y_onehot):
+    return lambda params: softmax_cross_entropy(mlp_forward(params, x)[0], y_onehot)
+
+
+@pytest.mark.parametrize(("layer_sizes", "batch_size", "seed"), CASES)
+def test_backward_matches_finite_differences(layer_sizes, batch_size, seed):
+    params, x, y_onehot = random_problem(layer_sizes, batch_size, seed)
+    _, grads = loss_and_grads(params, x, y_onehot)
+    numeric = numerical_gradient(numpy_loss_fn(x, y_onehot), params)
+    assert max_relative_error(grads, numeric) < TOLERANCE
+
+
+@pytest.mark.parametrize(("layer_sizes", "batch_size", "seed"), CASES)
+def test_loss_and_backward_match_jax_grad(layer_sizes, batch_size, seed):
+    params, x, y_onehot = random_problem(layer_sizes, batch_size, seed)
+    loss, grads = loss_and_grads(params, x, y_onehot)
+    jax_value, jax_grads = jax.value_and_grad(jax_loss)(params, x, y_onehot)
+    assert jax_grads[0][0].dtype == jnp.float64
+    assert loss == pytest.approx(float(jax_value), rel=1e-12)
+    assert max_relative_error(grads, jax_grads) < TOLERANCE
+    # Two exact methods in float64 agree far more tightly than the finite-difference bound.
+    assert max_relative_error(grads, jax_grads) < 1e-10
+
+
+def test_gradients_have_the_shapes_and_dtype_of_params():
+    params, x, y_onehot = random_problem([5, 7, 3], 4, 0)
+    _, grads = loss_and_grads(params, x, y_onehot)
+    assert len(grads) == len(params)
+    for (w, b), (dw, db) in zip(params, grads, strict=True):
+        assert dw.shape == w.shape and db.shape == b.shape
+        assert dw.dtype == np.float64 and db.dtype == np.float64
+
+
+def test_float32_inputs_are_computed_in_float64():
+    params, x, y_onehot = random_problem([5, 7, 3], 4, 0)
+    logits, _ = mlp_forward(params, x.astype(np.float32))
+    assert logits.dtype == np.float64
+
+
+def test_output_gradient_is_softmax_minus_target_over_batch():
+    params, x, y_onehot = random_problem([5, 3], 4, 6)
+    logits, cache = mlp_forward(params, x)
+    (dw, db), = mlp_backward(params, cache, y_onehot)
+    expected_delta = (softmax(logits) - y_onehot) / len(x)
+    np.testing.assert_allclose(db, expected_delta.sum(axis=0), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(dw, expected_delta.T @ x, rtol=1e-13, atol=1e-15)
+
+
+def test_gradient_check_catches_a_wrong_sign():
+    params, x, y_onehot = random_problem([5, 7, 3], 4, 1)
+    _, grads = loss_and_grads(params, x, y_onehot)
+    numeric = numerical_gradient(numpy_loss_fn(x, y_onehot), params)
+    flipped = [(w, b) for w, b in grads]
+    flipped[0] = (-grads[0][0], grads[0][1])
+    assert max_relative_error(flipped, numeric) > 1.0  # |(-g) - g| / |g| = 2
+
+
+def test_gradient_check_catches_a_wrong_activation_derivative(monkeypatch):
+    """A backward pass that uses tanh' = 1 - a (instead of 1 - a**2) must fail the check."""
+
+    def buggy_backward(params, cache, y_onehot):
+        delta = (softmax(cache.logits) - y_onehot) / cache.logits.shape[0]
+        grads = []
+        for layer in reversed(range(len(params))):
+            layer_input = cache.activations[layer]
+            grads.append((delta.T @ layer_input, delta.sum(axis=0)))
+            if layer > 0:
+                delta = (delta @ params[layer][0]) * (1.0 - layer_input)
+        return grads[::-1]
+
+    monkeypatch.setattr(backprop, "mlp_backward", buggy_backward)
+    params, x, y_onehot = random_problem([5, 7, 3], 4, 1)
+    _, grads = backprop.loss_and_grads(params, x, y_onehot)
+    numeric = numerical_gradient(numpy_loss_fn(x, y_onehot), params)
+    assert max_relative_error(grads, numeric) > 1e-2
+
+
+def test_numerical_gradient_leaves_params_unchanged():
+    params, x, y_onehot = random_problem([4, 3, 2], 2, 7)
+    before = [(w.copy(), b.copy()) for w, b in params]
+    numerical_gradient(numpy_loss_fn(x, y_onehot), params)
+    for (w0, b0), (w1, b1) in zip(before, params, strict=True):
+        np.testing.assert_array_equal(w0, w1)
+        np.testing.assert_array_equal(b0, b1)
+
+
+def test_numerical_gradient_of_a_quadratic():
+    params = [(np.array([[1.0, -2.0]]), np.array([3.0]))]
+    numeric = numerical_gradient(lambda p: float((p[0][0] ** 2).sum() + p[0][1][0] ** 3), params)
+    np.testing.assert_allclose(numeric[0][0], [[2.0, -4.0]], rtol=1e-9)
+    np.testing.assert_allclose(numeric[0][1], [27.0], rtol=1e-9)
+
+
+def test_softmax_cross_entropy_values():
+    assert softmax_cross_entropy(np.zeros((3, 10)), np.eye(10)[:3]) == pytest.approx(math.log(10))
+    # Huge logits must not overflow: a confident correct prediction costs ~0.
+    logits = np.array([[1000.0, 0.0], [0.0, 1000.0]])
+    assert softmax_cross_entropy(logits, np.eye(2)) == pytest.approx(0.0, abs=1e-12)
+    np.testing.assert_allclose(softmax(logits).sum(axis=1), 1.0)
+
+
+def test_init_mlp_shapes_and_determinism():
+    params = init_mlp([64, 32, 10], np.random.default_rng(0))
+    assert [w.shape for w, _ in params] == [(32, 64), (10, 32)]
+    assert [b.shape for _, b in params] == [(32,), (10,)]
+    assert all(w.dtype == np.float64 for w, _ in params)
+    again = init_mlp([64, 32, 10], np.random.default_rng(0))
+    np.testing.assert_array_equal(params[0][0], again[0][0])
+    assert params[0][0].std() == pytest.approx(math.sqrt(2 / 96), rel=0.05)
+
+
+@pytest.mark.parametrize("layer_sizes", [[], [10], [4, 0, 2], [4, 2.5, 2]])
+def test_init_mlp_rejects_bad_sizes(layer_sizes):
+    with pytest.raises(ValueError):
+        init_mlp(layer_sizes, np.random.default_rng(0))
+
+
+def test_shape_mismatches_raise_value_error():
+    params, x, y_onehot = random_problem([5, 7, 3], 4, 0)
+    with pytest.raises(ValueError, match="x must have shape"):
+        mlp_forward(params, x[:, :4])
+    with pytest.raises(ValueError, match="x must have shape"):
+        mlp_forward(params, x[0])
+    broken_chain = [params[0], (np.zeros((3, 6)), np.zeros(3))]
+    with pytest.raises(ValueError, match="expects 6 inputs"):
+        mlp_forward(broken_chain, x)
+    wrong_bias = [params[0], (params[1][0], np.zeros(4))]
+    with pytest.raises(ValueError, match="b has shape"):
+        mlp_forward(wrong_bias, x)
+    with pytest.raises(ValueError):
+        mlp_forward([], x)
+    logits, cache = mlp_forward(params, x)
+    with pytest.raises(ValueError, match="y_onehot has shape"):
+        mlp_backward(params, cache, y_onehot[:, :2])
+    with pytest.raises(ValueError, match="cache holds"):
+        mlp_backward(params, ForwardCache(cache.activations[:1], cache.logits), y_onehot)
+    with pytest.raises(ValueError, match="logits and y_onehot"):
+        softmax_cross_entropy(logits, y_onehot[:2])
+    with pytest.raises(ValueError, match="shapes"):
+        relative_error(np.zeros(3), np.zeros(4))
+    with pytest.raises(ValueError, match="layers"):
+        max_relative_error(params, params[:1])
+    with pytest.raises(ValueError, match="eps"):
+        numerical_gradient(numpy_loss_fn(x, y_onehot), params, eps=0.0)
+
+
+def test_relative_error_definition():
+    assert relative_error(np.zeros(3), np.zeros(3)) == 0.0
+    assert relative_error(np.array([2.0, 0.0]), np.array([2.0, 1e-3])) == pytest.approx(5e-4)
