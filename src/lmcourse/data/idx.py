@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as exc:  # gzip raises these on corrupt/truncated archives
+    except (OSError, EOFError, zlib.error) as exc:  # gzip's errors on corrupt/truncated archives
         raise IdxFormatError(f"{path}: cannot be read ({exc}). Delete it and fetch it again.") from exc
     return parse_idx(raw, str(path))
 

@@ -49,8 +49,9 @@ class CNN(nnx.Module):
         self.conv2 = nnx.Conv(32, 64, (3, 3), padding="VALID", rngs=rngs)
         self.conv3 = nnx.Conv(64, 64, (3, 3), padding="VALID", rngs=rngs)
         self.dense1 = nnx.Linear(3 * 3 * 64, 64, rngs=rngs)
-        self.dropout = nnx.Dropout(dropout_rate, rngs=rngs)
         self.dense2 = nnx.Linear(64, num_classes, rngs=rngs)
+        # created last, so that the parameters are initialised exactly as without dropout
+        self.dropout = nnx.Dropout(dropout_rate, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = max_pool_2x2(nnx.relu(self.conv1(x)))

@@ -1,0 +1,482 @@
+"""CPU training speed of the chapter-03 CNN: Flax NNX (as the course runs it) against PyTorch.
+
+Every variant trains the same network (Conv32 3x3 VALID - 2x2 max pool - Conv64 - pool - Conv64 -
+Flatten - Dense64 - Dense10, ReLU; 93,322 parameters) for the same number of steps on the same
+real MNIST batches (batch 128, Adam 1e-3, float32), each in its own subprocess: XLA flags must be
+set before JAX starts its backend, and one process's memory must not count for another. Variants
+run in alternation (JAX, PyTorch, JAX, PyTorch, the order rotated every round) for several rounds;
+the table gives the median over rounds.
+
+Variants (``--variants``; the first four run by default, ``all`` adds the extras):
+
+* ``jax-course``: ``lmcourse.training.train_step`` on ``lmcourse.models.CNN`` exactly as the
+  course runs it: ``import lmcourse`` adds the CPU flag to ``XLA_FLAGS`` and the pool is the
+  reshape + max ``max_pool_2x2``.
+* ``jax-default``: the same step with ``LMCOURSE_XLA_TUNING=0`` (no flag) and ``nnx.max_pool``
+  (``lax.reduce_window``, whose backward pass is XLA's select-and-scatter): plain JAX/Flax.
+* ``torch-eager``: the same architecture in PyTorch (NCHW, its default initialisation), 2 threads.
+* ``torch-compile``: ``torch.compile(model)`` of the same; a failure is caught and reported.
+* extras: ``jax-flag-only`` (flag, ``nnx.max_pool``), ``jax-pool-only`` (no flag, reshape pool),
+  ``torch-channels-last`` (eager with ``torch.channels_last`` tensors).
+
+Timed: ``--steps`` training steps after ``--warmup`` untimed ones (the first one compiles), then
+inference at batch 1000 on test images (``--infer-batches`` batches after one untimed call).
+Reported per variant: median training images/s and inference images/s, their ratio to
+``torch-eager``, the spread between rounds, the first-step time (compilation), the mean loss of
+the last 20 steps (a sanity check: the two JAX variants start from the same weights and see the
+same batches, so their losses should agree closely), and the peak RSS of the process
+(``resource.getrusage``).
+
+Usage::
+
+    pip install -r benchmarks/requirements.txt
+    python benchmarks/cnn_train_speed.py                      # about 4-5 minutes on 2 cores
+    python benchmarks/cnn_train_speed.py --steps 100 --rounds 2 --json out.json
+    python benchmarks/cnn_train_speed.py --variants all
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+DEFAULT_VARIANTS = ["jax-course", "torch-eager", "jax-default", "torch-compile"]
+EXTRA_VARIANTS = ["jax-flag-only", "torch-channels-last", "jax-pool-only"]
+BASELINE = "torch-eager"
+COURSE_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+BATCH = 128
+INFER_BATCH = 1000
+TORCH_THREADS = 2
+
+# variant -> (framework, XLA flag from lmcourse on, reshape pool)
+JAX_VARIANTS = {
+    "jax-course": (True, True),
+    "jax-default": (False, False),
+    "jax-flag-only": (True, False),
+    "jax-pool-only": (False, True),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Workers (one variant per process)
+# --------------------------------------------------------------------------------------------
+
+def _peak_rss_mb() -> float:
+    """Peak resident set size of this process in MB (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _to_float_images(x):
+    """``(N, 28, 28)`` uint8 -> ``(N, 28, 28, 1)`` float32 in [0, 1].
+
+    The same values as ``lmcourse.training.to_float_images``, which the JAX workers use; the
+    PyTorch workers use this copy so that they never import JAX (it would inflate their RSS).
+    """
+    import numpy as np
+
+    return x[..., None].astype(np.float32) / 255.0
+
+
+def _load_data(seed: int, n_batches: int, to_float_images=_to_float_images):
+    """Float32 NHWC MNIST arrays and the index arrays of ``n_batches`` shuffled batches."""
+    import numpy as np
+
+    from lmcourse.data import load_mnist
+
+    data = load_mnist(allow_subset=False)
+    x_train = to_float_images(data.x_train)
+    y_train = data.y_train.astype(np.int32)
+    x_test = to_float_images(data.x_test)
+    rng = np.random.default_rng(seed)
+    idx: list = []
+    while len(idx) < n_batches:  # reshuffle per epoch, drop the short last batch
+        order = rng.permutation(len(x_train))
+        idx += [order[i:i + BATCH] for i in range(0, len(order) - BATCH + 1, BATCH)]
+    return x_train, y_train, x_test, idx[:n_batches]
+
+
+def _run_jax(variant: str, args: argparse.Namespace) -> dict:
+    t_start = time.perf_counter()
+    import lmcourse  # noqa: F401  (adds the CPU flag to XLA_FLAGS unless LMCOURSE_XLA_TUNING=0)
+
+    xla_flags = os.environ.get("XLA_FLAGS", "")
+    import jax
+    import numpy as np
+    import optax
+    from flax import nnx
+
+    from lmcourse.compat import make_optimizer
+    from lmcourse.models.cnn import CNN, count_params
+    from lmcourse.training import to_float_images, train_step
+
+    _, reshape_pool = JAX_VARIANTS[variant]
+
+    class FlaxPoolCNN(CNN):
+        """The course CNN with Flax's ``nnx.max_pool`` (``lax.reduce_window``) as the pool."""
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            def pool(v):
+                return nnx.max_pool(v, (2, 2), strides=(2, 2), padding="VALID")
+
+            x = pool(nnx.relu(self.conv1(x)))
+            x = pool(nnx.relu(self.conv2(x)))
+            x = nnx.relu(self.conv3(x))
+            x = x.reshape(x.shape[0], -1)
+            x = nnx.relu(self.dense1(x))
+            return self.dense2(self.dropout(x))
+
+    x_train, y_train, x_test, idx = _load_data(args.seed, args.warmup + args.steps,
+                                               to_float_images)
+    t_build = time.perf_counter()
+    model = (CNN if reshape_pool else FlaxPoolCNN)(nnx.Rngs(args.seed))
+    optimizer = make_optimizer(model, optax.adam(1e-3))
+    build_s = time.perf_counter() - t_build
+
+    losses = []
+    t0 = time.perf_counter()
+    for i in idx[:args.warmup]:
+        losses.append(train_step(model, optimizer, x_train[i], y_train[i]))
+        losses[-1].block_until_ready()
+        if len(losses) == 1:
+            first_step_s = time.perf_counter() - t0
+    jax.block_until_ready(nnx.state(model))
+
+    t0 = time.perf_counter()
+    for i in idx[args.warmup:]:
+        losses.append(train_step(model, optimizer, x_train[i], y_train[i]))
+    jax.block_until_ready((losses[-1], nnx.state(model)))
+    train_s = time.perf_counter() - t0
+    loss_values = np.asarray(jax.device_get(losses), dtype=np.float64)
+
+    @nnx.jit
+    def predict(m, x):
+        return m(x)
+
+    model.eval()
+    predict(model, x_test[:INFER_BATCH]).block_until_ready()
+    t0 = time.perf_counter()
+    for b in range(args.infer_batches):
+        start = (b * INFER_BATCH) % (len(x_test) - INFER_BATCH + 1)
+        out = predict(model, x_test[start:start + INFER_BATCH])
+    out.block_until_ready()
+    infer_s = time.perf_counter() - t0
+
+    return {
+        "params": count_params(model), "xla_flags": xla_flags, "build_s": build_s,
+        "first_step_s": first_step_s, "train_s": train_s, "infer_s": infer_s,
+        "losses": loss_values.tolist(), "startup_s": t_build - t_start,
+    }
+
+
+def _run_torch(variant: str, args: argparse.Namespace) -> dict:
+    t_start = time.perf_counter()
+    import numpy as np
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(TORCH_THREADS)
+    torch.manual_seed(args.seed)
+
+    class TorchCNN(nn.Module):
+        """The chapter-03 network in PyTorch (NCHW); same layer shapes as the Flax ``CNN``."""
+
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 32, 3)
+            self.conv2 = nn.Conv2d(32, 64, 3)
+            self.conv3 = nn.Conv2d(64, 64, 3)
+            self.dense1 = nn.Linear(3 * 3 * 64, 64)
+            self.dense2 = nn.Linear(64, 10)
+
+        def forward(self, x):
+            x = nn.functional.max_pool2d(torch.relu(self.conv1(x)), 2)
+            x = nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2)
+            x = torch.relu(self.conv3(x))
+            x = torch.flatten(x, 1)
+            x = torch.relu(self.dense1(x))
+            return self.dense2(x)
+
+    x_train, y_train, x_test, idx = _load_data(args.seed, args.warmup + args.steps)
+    # (N, 28, 28, 1) -> (N, 1, 28, 28): with one channel this is the same memory, no copy.
+    x_train = torch.from_numpy(x_train.reshape(-1, 1, 28, 28))
+    y_train = torch.from_numpy(y_train.astype(np.int64))
+    x_test = torch.from_numpy(x_test.reshape(-1, 1, 28, 28))
+    fmt = torch.channels_last if variant == "torch-channels-last" else torch.contiguous_format
+
+    t_build = time.perf_counter()
+    model = TorchCNN().to(memory_format=fmt)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    net = torch.compile(model, dynamic=False) if variant == "torch-compile" else model
+    build_s = time.perf_counter() - t_build
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step(i):
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(net(x_train[i].contiguous(memory_format=fmt)), y_train[i])
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    losses = []
+    t0 = time.perf_counter()
+    for i in idx[:args.warmup]:
+        losses.append(step(torch.from_numpy(i)))
+        if len(losses) == 1:
+            first_step_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for i in idx[args.warmup:]:
+        losses.append(step(torch.from_numpy(i)))
+    train_s = time.perf_counter() - t0
+    loss_values = torch.stack(losses).double().numpy()
+
+    model.eval()
+    with torch.inference_mode():
+        net(x_test[:INFER_BATCH].contiguous(memory_format=fmt))
+        t0 = time.perf_counter()
+        for b in range(args.infer_batches):
+            start = (b * INFER_BATCH) % (len(x_test) - INFER_BATCH + 1)
+            net(x_test[start:start + INFER_BATCH].contiguous(memory_format=fmt))
+        infer_s = time.perf_counter() - t0
+
+    return {
+        "params": sum(p.numel() for p in model.parameters()), "threads": torch.get_num_threads(),
+        "build_s": build_s, "first_step_s": first_step_s, "train_s": train_s,
+        "infer_s": infer_s, "losses": loss_values.tolist(), "startup_s": t_build - t_start,
+    }
+
+
+def worker(variant: str, args: argparse.Namespace) -> None:
+    """Run one variant and write its measurements (or its error) as JSON to ``args.result``."""
+    try:
+        run = _run_jax if variant in JAX_VARIANTS else _run_torch
+        result = run(variant, args)
+        losses = result.pop("losses")
+        result["final_loss"] = sum(losses[-20:]) / len(losses[-20:])
+        result["train_img_s"] = args.steps * BATCH / result["train_s"]
+        result["infer_img_s"] = args.infer_batches * INFER_BATCH / result["infer_s"]
+    except Exception as exc:  # reported, e.g. a torch.compile without a working C++ compiler
+        result = {"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"}
+    result["peak_rss_mb"] = _peak_rss_mb()
+    result["children_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    Path(args.result).write_text(json.dumps(result))
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------------
+
+def _env_for(variant: str) -> dict:
+    """The environment of a variant's subprocess (XLA flags decided before JAX starts)."""
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    if variant in JAX_VARIANTS:
+        flag_on, _ = JAX_VARIANTS[variant]
+        # Start from the user's XLA_FLAGS without the course flag; lmcourse adds it back if on.
+        flags = " ".join(f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(
+            COURSE_FLAG.split("=")[0]))
+        env["XLA_FLAGS"] = flags
+        if flag_on:
+            env.pop("LMCOURSE_XLA_TUNING", None)
+        else:
+            env["LMCOURSE_XLA_TUNING"] = "0"
+    return env
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version()}
+    for pkg in ("jax", "jaxlib", "flax", "optax", "torch", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _machine() -> dict:
+    info = {"cpu_model": platform.processor() or "unknown", "cpu_count": os.cpu_count(),
+            "cpus_usable": len(os.sched_getaffinity(0)), "platform": platform.platform()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    for line in text.splitlines():
+        if line.startswith("model name"):
+            info["cpu_model"] = line.split(":", 1)[1].strip()
+            break
+    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines()
+                  if ln.startswith("flags")), [])
+    info["isa"] = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
+    return info
+
+
+def _spawn(variant: str, args: argparse.Namespace, result_path: Path) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", variant,
+           "--steps", str(args.steps), "--warmup", str(args.warmup), "--seed", str(args.seed),
+           "--infer-batches", str(args.infer_batches), "--result", str(result_path)]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, env=_env_for(variant), capture_output=True, text=True,
+                              timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {args.timeout} s"}
+    wall = time.perf_counter() - t0
+    if result_path.exists():
+        result = json.loads(result_path.read_text())
+        result_path.unlink()
+    else:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        result = {"error": f"exit code {proc.returncode}: {' | '.join(tail)[:300]}"}
+    result["process_wall_s"] = wall
+    return result
+
+
+def _fmt(value, spec=",.0f", missing="-"):
+    return missing if value is None else format(value, spec)
+
+
+def summarize(variants: list[str], runs: dict[str, list[dict]]) -> dict[str, dict]:
+    """Medians over the successful rounds of each variant, and ratios to ``BASELINE``."""
+    summary = {}
+    for v in variants:
+        ok = [r for r in runs[v] if "error" not in r]
+        if not ok:
+            summary[v] = {"error": runs[v][0].get("error", "no result") if runs[v] else "not run"}
+            continue
+        train = [r["train_img_s"] for r in ok]
+        summary[v] = {
+            "rounds_ok": len(ok), "rounds_failed": len(runs[v]) - len(ok),
+            "train_img_s": statistics.median(train), "train_img_s_min": min(train),
+            "train_img_s_max": max(train),
+            "infer_img_s": statistics.median(r["infer_img_s"] for r in ok),
+            "first_step_s": statistics.median(r["first_step_s"] for r in ok),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in ok),
+            "final_loss": statistics.median(r["final_loss"] for r in ok),
+            "params": ok[0]["params"],
+        }
+        if len(ok) < len(runs[v]):
+            summary[v]["error"] = next(r["error"] for r in runs[v] if "error" in r)
+    base = summary.get(BASELINE, {})
+    for s in summary.values():
+        for key in ("train_img_s", "infer_img_s"):
+            if key in s and base.get(key):
+                s[key.replace("img_s", "vs_torch_eager")] = s[key] / base[key]
+    return summary
+
+
+def print_table(variants: list[str], summary: dict[str, dict]) -> None:
+    head = (f"{'variant':<20} {'train img/s':>11} {'(min-max)':>15} {'x eager':>7} "
+            f"{'infer img/s':>11} {'x eager':>7} {'1st step s':>10} {'loss':>6} {'peak RSS':>9}")
+    print(head)
+    print("-" * len(head))
+    for v in variants:
+        s = summary[v]
+        if "train_img_s" not in s:
+            print(f"{v:<20} FAILED: {s['error']}")
+            continue
+        spread = f"{s['train_img_s_min']:,.0f}-{s['train_img_s_max']:,.0f}"
+        print(f"{v:<20} {s['train_img_s']:>11,.0f} {spread:>15} "
+              f"{_fmt(s.get('train_vs_torch_eager'), '.2f'):>7} {s['infer_img_s']:>11,.0f} "
+              f"{_fmt(s.get('infer_vs_torch_eager'), '.2f'):>7} {s['first_step_s']:>10.2f} "
+              f"{s['final_loss']:>6.3f} {s['peak_rss_mb']:>6,.0f} MB")
+        if "error" in s:
+            print(f"{'':<20} ({s['rounds_failed']} round(s) failed: {s['error']})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=150, help="timed training steps (default 150)")
+    parser.add_argument("--warmup", type=int, default=5,
+                        help="untimed steps first; the first compiles (default 5)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of all variants (default 3)")
+    parser.add_argument("--infer-batches", type=int, default=5,
+                        help="timed inference batches of 1000 test images (default 5)")
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                        help="comma-separated, or 'all' (default: %(default)s; extras: "
+                             + ",".join(EXTRA_VARIANTS) + ")")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=600,
+                        help="seconds before a variant's process is killed (default 600)")
+    parser.add_argument("--json", metavar="PATH", help="also write all results to this JSON file")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.warmup < 1 or args.steps < 1 or args.rounds < 1 or args.infer_batches < 1:
+        parser.error("--warmup, --steps, --rounds and --infer-batches must be at least 1")
+
+    if args.worker:
+        worker(args.worker, args)
+        return 0
+
+    known = DEFAULT_VARIANTS + EXTRA_VARIANTS
+    variants = known if args.variants == "all" else [v.strip() for v in args.variants.split(",")]
+    unknown = [v for v in variants if v not in known]
+    if unknown:
+        parser.error(f"unknown variant(s) {unknown}; known: {known}")
+    # Alternate frameworks within a round: JAX, PyTorch, JAX, PyTorch, ...
+    jax_v = [v for v in variants if v in JAX_VARIANTS]
+    torch_v = [v for v in variants if v not in JAX_VARIANTS]
+    order = [v for pair in zip(jax_v, torch_v, strict=False) for v in pair]
+    order += jax_v[len(torch_v):] + torch_v[len(jax_v):]
+
+    versions, machine = _versions(), _machine()
+    print("versions:", ", ".join(f"{k} {v}" for k, v in versions.items()))
+    print(f"machine:  {machine['cpu_model']}, {machine['cpus_usable']} usable CPU(s), "
+          f"ISA {' '.join(machine.get('isa', []))}; {machine['platform']}")
+    load_start = os.getloadavg()
+    print(f"load average at start: {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}")
+    print(f"{args.rounds} round(s) x {len(order)} variant(s); {args.steps} timed steps of batch "
+          f"{BATCH} after {args.warmup} warm-up steps; inference {args.infer_batches} x "
+          f"{INFER_BATCH}\n")
+
+    runs: dict[str, list[dict]] = {v: [] for v in variants}
+    t_all = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for rnd in range(args.rounds):
+            k = rnd % len(order)
+            for v in order[k:] + order[:k]:  # rotate the start so no variant always goes first
+                r = _spawn(v, args, Path(tmp) / f"{v}-{rnd}.json")
+                r["round"] = rnd
+                runs[v].append(r)
+                msg = r["error"] if "error" in r else (
+                    f"train {r['train_img_s']:,.0f} img/s, infer {r['infer_img_s']:,.0f} img/s, "
+                    f"first step {r['first_step_s']:.1f} s, RSS {r['peak_rss_mb']:,.0f} MB")
+                print(f"  round {rnd + 1}/{args.rounds} {v:<20} {msg} "
+                      f"[{r['process_wall_s']:.0f} s]", flush=True)
+    total_s = time.perf_counter() - t_all
+    load_end = os.getloadavg()
+
+    summary = summarize(variants, runs)
+    print(f"\nmedians over {args.rounds} round(s); ratios to {BASELINE} (same run); "
+          f"loss = mean of the last 20 steps\n")
+    print_table(variants, summary)
+    flags = next((r["xla_flags"] for r in runs.get("jax-course", []) if "xla_flags" in r), None)
+    if flags is not None:
+        print(f"\njax-course XLA_FLAGS: {flags!r}")
+    print(f"total {total_s:.0f} s; load average at end: "
+          f"{load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}")
+
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "versions": versions, "machine": machine, "settings": {
+                "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
+                "batch": BATCH, "infer_batch": INFER_BATCH, "infer_batches": args.infer_batches,
+                "torch_threads": TORCH_THREADS, "seed": args.seed, "order": order},
+            "load_average_start": load_start, "load_average_end": load_end,
+            "total_s": total_s, "summary": summary, "runs": runs}, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
