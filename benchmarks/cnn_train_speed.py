@@ -435,6 +435,9 @@ def main(argv: list[str] | None = None) -> int:
           f"ISA {' '.join(machine.get('isa', []))}; {machine['platform']}")
     load_start = os.getloadavg()
     print(f"load average at start: {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}")
+    if load_start[0] > 0.5:
+        print("WARNING: other processes are using the CPU; the numbers will be noisy "
+              "(rerun when the load average is below ~0.5)")
     print(f"{args.rounds} round(s) x {len(order)} variant(s); {args.steps} timed steps of batch "
           f"{BATCH} after {args.warmup} warm-up steps; inference {args.infer_batches} x "
           f"{INFER_BATCH}\n")
