@@ -1,0 +1,994 @@
+"""Evaluation metrics in NumPy, written to agree with scikit-learn (chapter 10 teaches them).
+
+Classification from labels
+    :func:`accuracy`, :func:`confusion_matrix`, :func:`confusion_counts` (TP, FP, FN, TN),
+    :func:`precision_recall_f1` and its shortcuts :func:`precision`, :func:`recall`,
+    :func:`f1_score` (binary, macro, micro, weighted or per class).
+Classification from scores
+    :func:`roc_curve`, :func:`roc_auc_score`, :func:`precision_recall_curve`,
+    :func:`average_precision_score`, :func:`log_loss`, :func:`top_k_accuracy`.
+Regression
+    :func:`mean_squared_error`, :func:`root_mean_squared_error`, :func:`mean_absolute_error`,
+    :func:`r2_score`, :func:`pearson_r`.
+Ranking (recommendation, retrieval)
+    :func:`precision_at_k`, :func:`recall_at_k`, :func:`ndcg_at_k`.
+Detection
+    :func:`box_iou`.
+
+Conventions shared by every function:
+
+* Inputs are array-likes (lists, NumPy or JAX arrays). Labels may be integers, booleans or
+  strings; scores and targets are converted to ``float64``.
+* Results are Python ``float`` (or ``float64``/``int64`` arrays where a function says so).
+* Errors are ``ValueError`` with a message that says what is wrong and what to do: empty
+  inputs, inputs of different lengths, NaN or infinite scores, a ``k`` that is not an integer
+  in range, a metric that is undefined for the data (e.g. ROC AUC when ``y_true`` holds a
+  single class, where scikit-learn instead warns and returns NaN).
+* Where a ratio has a zero denominator (precision with no positive prediction, recall with no
+  positive sample, ...), the result is ``zero_division``: ``0.0`` by default, or ``1.0`` or
+  ``nan`` if asked. This is scikit-learn's ``zero_division`` (its default ``"warn"`` gives 0.0
+  and a warning; we give 0.0 silently and document it here). With ``nan``, averages ignore the
+  undefined classes, as scikit-learn does.
+
+Reference: scikit-learn 1.9, ``sklearn.metrics`` (the tests in ``tests/test_metrics.py``
+compare every function with it, or with SciPy, on random inputs to 1e-9).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+Average = Literal["binary", "macro", "micro", "weighted"] | None
+_AVERAGES = ("binary", "macro", "micro", "weighted", None)
+_LUT_MAX = 1 << 20  # integer labels spanning at most this many values are encoded with a table
+
+
+# ----------------------------------------------------------------------------------------------
+# input checks
+# ----------------------------------------------------------------------------------------------
+def _labels(name: str, y: ArrayLike) -> np.ndarray:
+    """A non-empty 1-D array of labels (ints, bools, strings; floats must be finite)."""
+    a = np.asarray(y)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of shape (n_samples,), got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"{name} is empty: a metric needs at least one sample")
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or infinite labels; labels must be finite")
+    if a.dtype.kind not in "biufUSO":
+        raise ValueError(f"{name} has dtype {a.dtype}; labels must be integers, booleans or strings")
+    return a
+
+
+def _finite(name: str, a: np.ndarray) -> np.ndarray:
+    """Raise a ValueError naming the first NaN/inf entry of ``a`` (float64), else return ``a``."""
+    if not np.isfinite(a).all():
+        flat = a.reshape(-1)
+        bad = np.flatnonzero(~np.isfinite(flat))
+        where = np.unravel_index(bad[0], a.shape)
+        where = where[0] if a.ndim == 1 else tuple(int(i) for i in where)
+        raise ValueError(
+            f"{name} contains {bad.size} NaN or infinite value(s), the first {flat[bad[0]]} at "
+            f"index {where}; metrics need finite numbers (check the model's output, e.g. a log "
+            "of 0 or an overflowing exp, or drop those samples explicitly)")
+    return a
+
+
+def _numbers(name: str, x: ArrayLike, ndim: int | tuple[int, ...] = 1) -> np.ndarray:
+    """A non-empty, finite float64 array with ``ndim`` dimensions (one of them if a tuple)."""
+    a = np.asarray(x)
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    if a.ndim not in allowed:
+        want = " or ".join(f"{d}-D" for d in allowed)
+        raise ValueError(f"{name} must be {want}, got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"{name} is empty: a metric needs at least one sample")
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold numbers, got dtype {a.dtype}")
+    return _finite(name, a.astype(np.float64, copy=False))
+
+
+def _same_length(**arrays: np.ndarray) -> int:
+    lengths = {name: len(a) for name, a in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        described = ", ".join(f"{name} has {n}" for name, n in lengths.items())
+        raise ValueError(f"inputs must have the same number of samples: {described}")
+    return next(iter(lengths.values()))
+
+
+def _check_k(k: Any, name: str = "k") -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise ValueError(f"{name} must be a positive integer, got {k!r}")
+    if k < 1:
+        raise ValueError(f"{name} must be a positive integer (≥ 1), got {k}")
+    return int(k)
+
+
+def _check_zero_division(zero_division: float) -> float:
+    if isinstance(zero_division, str) or not (
+            zero_division in (0, 1) or (isinstance(zero_division, float) and math.isnan(zero_division))):
+        raise ValueError(f"zero_division must be 0.0, 1.0 or nan, got {zero_division!r}")
+    return float(zero_division)
+
+
+def _check_mix(a: np.ndarray, b: np.ndarray) -> None:
+    text = {a.dtype.kind in "US", b.dtype.kind in "US"}
+    if len(text) > 1 and "O" not in (a.dtype.kind, b.dtype.kind):
+        raise ValueError(f"labels mix strings and numbers ({a.dtype} and {b.dtype}); use one type")
+
+
+def _encode(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted union of the labels of ``a`` and ``b`` and both arrays as indices into it.
+
+    Integer labels spanning a small range use a lookup table (linear time); others ``np.unique``.
+    """
+    _check_mix(a, b)
+    if a.dtype.kind in "biu" and b.dtype.kind in "biu":
+        lo = min(int(a.min()), int(b.min()))
+        hi = max(int(a.max()), int(b.max()))
+        if hi - lo < _LUT_MAX and abs(lo) < 2**62 and abs(hi) < 2**62:
+            span = hi - lo + 1
+            ia = a.astype(np.intp) - lo if lo else a.astype(np.intp)
+            ib = b.astype(np.intp) - lo if lo else b.astype(np.intp)
+            present = (np.bincount(ia, minlength=span) + np.bincount(ib, minlength=span)) > 0
+            lut = np.cumsum(present) - 1
+            classes = np.flatnonzero(present) + lo
+            if a.dtype.kind == "b" and b.dtype.kind == "b":
+                classes = classes.astype(bool)
+            return classes, lut[ia], lut[ib]
+    classes, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
+    return classes, inverse[: len(a)], inverse[len(a):]
+
+
+def _class_counts(a: np.ndarray, b: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted union of the labels and, for each, how often ``a == b == label``, ``a == label``
+    and ``b == label``. Integer labels in a small range are counted in place with ``bincount``
+    (no sort, no encoded copies); others are encoded with :func:`_encode` first."""
+    _check_mix(a, b)
+    if a.dtype.kind in "biu" and b.dtype.kind in "biu":
+        lo = min(int(a.min()), int(b.min()))
+        hi = max(int(a.max()), int(b.max()))
+        if hi - lo < _LUT_MAX and abs(lo) < 2**62 and abs(hi) < 2**62:
+            span = hi - lo + 1
+            ia = a.astype(np.intp, copy=False) - lo if lo else a.astype(np.intp, copy=False)
+            ib = b.astype(np.intp, copy=False) - lo if lo else b.astype(np.intp, copy=False)
+            true_raw = np.bincount(ia, minlength=span)
+            pred_raw = np.bincount(ib, minlength=span)
+            tp_raw = np.bincount(ia[ia == ib], minlength=span)
+            present = np.flatnonzero(true_raw + pred_raw)
+            classes = present + lo
+            if a.dtype.kind == "b" and b.dtype.kind == "b":
+                classes = classes.astype(bool)
+            return classes, tp_raw[present], true_raw[present], pred_raw[present]
+    classes, ti, pi = _encode(a, b)
+    k = len(classes)
+    return (classes, np.bincount(ti[ti == pi], minlength=k), np.bincount(ti, minlength=k),
+            np.bincount(pi, minlength=k))
+
+
+def _positions(classes: np.ndarray, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """``labels`` as a 1-D array and, for each, its index in ``classes`` (``-1`` if absent)."""
+    lab = np.asarray(labels)
+    if lab.ndim != 1 or lab.size == 0:
+        raise ValueError(f"labels must be a non-empty 1-D list of labels, got shape {lab.shape}")
+    if len(np.unique(lab)) != len(lab):
+        raise ValueError(f"labels must not repeat a label, got {lab.tolist()}")
+    _check_mix(lab, classes)
+    idx = np.searchsorted(classes, lab)
+    idx = np.clip(idx, 0, len(classes) - 1)
+    found = classes[idx] == lab
+    return lab, np.where(found, idx, -1)
+
+
+# ----------------------------------------------------------------------------------------------
+# classification from labels
+# ----------------------------------------------------------------------------------------------
+def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    r"""Fraction of samples whose predicted label equals the true label (准确率).
+
+    .. math:: \mathrm{Acc} = \frac{1}{n}\sum_{i=1}^{n} [\hat y_i = y_i]
+              = \frac{TP + TN}{TP + TN + FP + FN}\ \text{(binary case)}
+
+    Args:
+        y_true, y_pred: ``(n,)`` labels (ints, bools or strings).
+
+    Returns:
+        float in [0, 1]. Same as ``sklearn.metrics.accuracy_score``.
+
+    Raises:
+        ValueError: empty inputs, different lengths, NaN labels, strings mixed with numbers.
+    """
+    t, p = _labels("y_true", y_true), _labels("y_pred", y_pred)
+    _same_length(y_true=t, y_pred=p)
+    _check_mix(t, p)
+    return float(np.count_nonzero(t == p) / len(t))
+
+
+def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, *, labels: ArrayLike | None = None
+                     ) -> np.ndarray:
+    r"""Confusion matrix 混淆矩阵 ``C`` with ``C[i, j]`` = number of samples of true class ``i``
+    predicted as class ``j`` (rows: truth, columns: prediction, as in scikit-learn).
+
+    For two classes ordered (negative, positive): ``[[TN, FP], [FN, TP]]``.
+
+    Args:
+        y_true, y_pred: ``(n,)`` labels.
+        labels: the classes, in the order of the rows/columns; default: the sorted union of the
+            labels in ``y_true`` and ``y_pred``. A listed class that never occurs gets a row and
+            a column of zeros; a sample whose true or predicted label is not listed is left out
+            (scikit-learn's behaviour).
+
+    Returns:
+        ``(K, K)`` int64 array.
+
+    Raises:
+        ValueError: bad inputs (see :func:`accuracy`); ``labels`` repeated or containing no
+            label of ``y_true``.
+    """
+    t, p = _labels("y_true", y_true), _labels("y_pred", y_pred)
+    _same_length(y_true=t, y_pred=p)
+    classes, ti, pi = _encode(t, p)
+    k = len(classes)
+    full = np.bincount(ti * k + pi, minlength=k * k).reshape(k, k)
+    if labels is None:
+        return full.astype(np.int64)
+    lab, pos = _positions(classes, labels)
+    if not np.isin(lab, t).any():
+        raise ValueError("none of the given labels occurs in y_true: check labels")
+    padded = np.zeros((k + 1, k + 1), dtype=np.int64)   # row/column -1 is all zeros
+    padded[:k, :k] = full
+    return padded[np.ix_(pos, pos)]
+
+
+class Counts(NamedTuple):
+    """The four cells of a binary confusion matrix: true/false positives/negatives."""
+
+    tp: int
+    fp: int
+    fn: int
+    tn: int
+
+
+def confusion_counts(y_true: ArrayLike, y_pred: ArrayLike, *, pos_label: Any = 1) -> Counts:
+    """TP, FP, FN, TN for the class ``pos_label`` against all others (one-vs-rest).
+
+    Args:
+        y_true, y_pred: ``(n,)`` labels, two or more classes (all but ``pos_label`` are negative).
+        pos_label: the positive class.
+
+    Returns:
+        :class:`Counts` of Python ints; ``tp + fp + fn + tn == n``.
+    """
+    t, p = _labels("y_true", y_true), _labels("y_pred", y_pred)
+    n = _same_length(y_true=t, y_pred=p)
+    _check_mix(t, p)
+    tpos, ppos = t == pos_label, p == pos_label
+    tp = int(np.count_nonzero(tpos & ppos))
+    fp = int(np.count_nonzero(ppos)) - tp
+    fn = int(np.count_nonzero(tpos)) - tp
+    return Counts(tp, fp, fn, n - tp - fp - fn)
+
+
+class PRF(NamedTuple):
+    """Result of :func:`precision_recall_f1`: floats when averaged, ``(K,)`` arrays when not.
+
+    ``support`` is the number of true samples of each class (``(K,)`` int64) or, when averaged,
+    their total over the classes that were averaged (an int).
+    """
+
+    precision: Any
+    recall: Any
+    f1: Any
+    support: Any
+
+
+def _divide(num: np.ndarray, den: np.ndarray, zero_division: float) -> np.ndarray:
+    out = np.full(num.shape, zero_division, dtype=np.float64)
+    np.divide(num, den, out=out, where=den != 0)
+    return out
+
+
+def _nanaverage(values: np.ndarray, weights: np.ndarray | None) -> float:
+    """Mean of ``values`` ignoring NaNs, weighted if ``weights`` sum to more than 0 (sklearn's
+    ``_nanaverage``: all-zero weights fall back to the plain mean; all-NaN gives NaN)."""
+    keep = ~np.isnan(values)
+    if not keep.any():
+        return float("nan")
+    values = values[keep]
+    if weights is not None:
+        w = weights[keep].astype(np.float64)
+        if w.sum() > 0:
+            return float(np.sum(values * w) / w.sum())
+    return float(values.mean())
+
+
+def precision_recall_f1(y_true: ArrayLike, y_pred: ArrayLike, *, average: Average = "binary",
+                        pos_label: Any = 1, labels: ArrayLike | None = None,
+                        zero_division: float = 0.0) -> PRF:
+    r"""Precision 精确率, recall 召回率 and F1 值 of predicted labels, per class or averaged.
+
+    For one class ``c`` treated as positive (one-vs-rest):
+
+    .. math::
+        P = \frac{TP}{TP + FP},\qquad R = \frac{TP}{TP + FN},\qquad
+        F_1 = \frac{2PR}{P + R} = \frac{2\,TP}{2\,TP + FP + FN}.
+
+    F1 is computed with the last form, so it is defined whenever ``TP + FP + FN > 0`` even if
+    ``P`` or ``R`` alone is not (scikit-learn does the same).
+
+    Averages over the classes (``labels``, default the sorted union of the labels seen):
+
+    * ``"binary"``: only ``pos_label`` (needs at most two distinct labels in the data);
+    * ``"macro"``: unweighted mean of the per-class values (every class counts the same);
+    * ``"weighted"``: mean weighted by each class's support (number of true samples);
+    * ``"micro"``: sum TP, FP and FN over the classes first, then apply the formulas. For
+      single-label data with all classes included, micro P = micro R = micro F1 = accuracy;
+    * ``None``: the per-class values as ``(K,)`` arrays, in the order of ``labels``.
+
+    Zero denominators give ``zero_division`` (see the module docstring): precision when a
+    class is never predicted, recall when it never occurs, F1 when both. With ``nan`` the
+    averages skip those classes.
+
+    Args:
+        y_true, y_pred: ``(n,)`` labels (ints, bools or strings).
+        average: see above.
+        pos_label: positive class for ``average="binary"`` (must be one of the labels when two
+            distinct labels occur); ignored otherwise.
+        labels: classes to report or average over (ignored for ``"binary"``); may include
+            classes absent from the data (their counts are zero).
+        zero_division: 0.0 (default), 1.0 or nan.
+
+    Returns:
+        :class:`PRF` (precision, recall, f1, support). Matches
+        ``sklearn.metrics.precision_recall_fscore_support`` (source of the conventions).
+
+    Raises:
+        ValueError: bad inputs; an unknown ``average``; ``"binary"`` with more than two labels
+            or with a ``pos_label`` that is not one of the two.
+    """
+    if average not in _AVERAGES:
+        raise ValueError(f"average must be one of {_AVERAGES}, got {average!r}")
+    zero_division = _check_zero_division(zero_division)
+    t, p = _labels("y_true", y_true), _labels("y_pred", y_pred)
+    _same_length(y_true=t, y_pred=p)
+    classes, tp_all, true_all, pred_all = _class_counts(t, p)
+    k = len(classes)
+
+    if average == "binary":
+        if k > 2:
+            raise ValueError(
+                f"average='binary' needs at most two distinct labels, found {k}: "
+                f"{classes[:10].tolist()}{' ...' if k > 10 else ''}. Use average='macro', "
+                "'micro', 'weighted' or None, or binarise the labels first (one-vs-rest).")
+        if k == 2 and not np.isin(np.asarray([pos_label]), classes).all():
+            raise ValueError(f"pos_label={pos_label!r} is not one of the labels "
+                             f"{classes.tolist()}; pass pos_label=<the positive class>")
+        labels = [pos_label]
+    lab, pos = (classes, np.arange(k)) if labels is None else _positions(classes, labels)
+    pad = np.zeros(1, dtype=np.int64)
+    tp = np.concatenate([tp_all, pad])[pos]        # index -1 (absent label) reads the 0 pad
+    true_sum = np.concatenate([true_all, pad])[pos]
+    pred_sum = np.concatenate([pred_all, pad])[pos]
+    if average == "micro":
+        tp, true_sum, pred_sum = tp.sum(keepdims=True), true_sum.sum(keepdims=True), pred_sum.sum(keepdims=True)
+
+    prec = _divide(tp.astype(np.float64), pred_sum, zero_division)
+    rec = _divide(tp.astype(np.float64), true_sum, zero_division)
+    f1 = _divide(2.0 * tp, (true_sum + pred_sum).astype(np.float64), zero_division)
+    if average is None:
+        return PRF(prec, rec, f1, true_sum.astype(np.int64))
+    weights = true_sum if average == "weighted" else None
+    return PRF(_nanaverage(prec, weights), _nanaverage(rec, weights), _nanaverage(f1, weights),
+               int(true_sum.sum()))
+
+
+def precision(y_true: ArrayLike, y_pred: ArrayLike, **kwargs: Any) -> Any:
+    r"""Precision :math:`TP/(TP+FP)`; keywords and conventions of :func:`precision_recall_f1`."""
+    return precision_recall_f1(y_true, y_pred, **kwargs).precision
+
+
+def recall(y_true: ArrayLike, y_pred: ArrayLike, **kwargs: Any) -> Any:
+    r"""Recall :math:`TP/(TP+FN)`; keywords and conventions of :func:`precision_recall_f1`."""
+    return precision_recall_f1(y_true, y_pred, **kwargs).recall
+
+
+def f1_score(y_true: ArrayLike, y_pred: ArrayLike, **kwargs: Any) -> Any:
+    r"""F1 :math:`2PR/(P+R) = 2TP/(2TP+FP+FN)`; keywords of :func:`precision_recall_f1`."""
+    return precision_recall_f1(y_true, y_pred, **kwargs).f1
+
+
+# ----------------------------------------------------------------------------------------------
+# classification from scores
+# ----------------------------------------------------------------------------------------------
+def _binary_target(y_true: ArrayLike, pos_label: Any) -> np.ndarray:
+    """``y_true == pos_label`` as bools; with ``pos_label=None`` the labels must be {0, 1} or
+    {-1, 1} (or booleans) and 1 is positive (scikit-learn's rule)."""
+    t = _labels("y_true", y_true)
+    if pos_label is None:
+        if t.dtype.kind == "b":
+            return t
+        if t.dtype.kind not in "iuf":
+            raise ValueError(f"y_true holds {t.dtype} labels: say which is positive with "
+                             "pos_label=..., e.g. pos_label='spam'")
+        is_pos = t == 1
+        rest = t[~is_pos]
+        if rest.size and not ((rest == 0).all() or (rest == -1).all()):
+            raise ValueError(
+                "with pos_label=None, y_true must hold labels {0, 1} or {-1, 1}; found "
+                f"{np.unique(t)[:10].tolist()}. Pass pos_label=<positive class> (the other "
+                "classes then count as negative).")
+        return is_pos
+    return t == pos_label
+
+
+def _scores_and_target(y_true: ArrayLike, y_score: ArrayLike, pos_label: Any
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    pos = _binary_target(y_true, pos_label)
+    s = _numbers("y_score", y_score)
+    _same_length(y_true=pos, y_score=s)
+    return pos, s
+
+
+def _counts_at_thresholds(pos: np.ndarray, s: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False and true positive counts (float64) when predicting positive for ``score >= t``,
+    for every distinct score ``t`` in decreasing order, and those thresholds.
+
+    Equivalent to a stable arg-sort of the scores followed by cumulative sums at the last index
+    of each run of tied scores (scikit-learn's method), but faster: one value sort finds the
+    distinct scores and their multiplicities, and only the positives are located among them.
+    """
+    n = len(s)
+    s_sorted = np.sort(s)
+    starts = np.empty(n, dtype=bool)
+    starts[0] = True
+    np.not_equal(s_sorted[1:], s_sorted[:-1], out=starts[1:])
+    first = np.flatnonzero(starts)                             # first index of each distinct score
+    values = s_sorted[first]                                   # distinct scores, increasing
+    del s_sorted, starts                                       # (memory: 10^7 scores are 80 MB)
+    positives = np.sort(s[pos])
+    pos_per_value = np.bincount(np.searchsorted(values, positives), minlength=len(values))
+    tps = np.cumsum(pos_per_value)
+    tps -= pos_per_value                                       # positives scored below each value
+    del pos_per_value
+    np.subtract(len(positives), tps, out=tps)                  # positives scored >= each value
+    fps = n - first
+    del first
+    fps -= tps
+    return fps[::-1].astype(np.float64), tps[::-1].astype(np.float64), values[::-1].copy()
+
+
+def _need_both_classes(n_pos: float, n_neg: float, what: str) -> None:
+    if n_pos == 0 or n_neg == 0:
+        missing = "positive" if n_pos == 0 else "negative"
+        raise ValueError(
+            f"{what} is undefined: y_true has no {missing} sample (a single class). "
+            "scikit-learn warns and returns NaN here; evaluate on data that contains both "
+            "classes, or check pos_label.")
+
+
+def roc_curve(y_true: ArrayLike, y_score: ArrayLike, *, pos_label: Any = None,
+              drop_intermediate: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Receiver operating characteristic (ROC 曲线): false and true positive rates when a sample
+    is called positive if its score is ``>= threshold``, for every distinct score.
+
+    .. math:: \mathrm{TPR}(t) = \frac{TP(t)}{P},\qquad \mathrm{FPR}(t) = \frac{FP(t)}{N}
+
+    Tied scores form one threshold (one point), so a tie between a positive and a negative
+    gives a diagonal segment. The first point is ``(0, 0)`` at threshold ``+inf``.
+    ``drop_intermediate=True`` (default, as in scikit-learn) drops points that are collinear
+    with their neighbours (where neither FP nor TP changes slope); this never changes the curve
+    drawn nor its area.
+
+    Args:
+        y_true: ``(n,)`` labels; see ``pos_label``.
+        y_score: ``(n,)`` finite scores, higher = more likely positive.
+        pos_label: the positive class; ``None`` accepts labels {0, 1} or {-1, 1} (positive 1).
+            With another class given, every other label is negative (one-vs-rest).
+        drop_intermediate: see above.
+
+    Returns:
+        ``fpr``, ``tpr``, ``thresholds``: float64 arrays of equal length, thresholds decreasing.
+        Same values as ``sklearn.metrics.roc_curve`` (Fawcett 2006, *An introduction to ROC
+        analysis*, Pattern Recognition Letters 27(8)).
+
+    Raises:
+        ValueError: bad inputs; NaN/inf scores; only one class in ``y_true``.
+    """
+    pos, s = _scores_and_target(y_true, y_score, pos_label)
+    fps, tps, thr = _counts_at_thresholds(pos, s)
+    _need_both_classes(tps[-1], fps[-1], "the ROC curve")
+    if drop_intermediate and len(fps) > 2:
+        corner = np.logical_or(np.diff(fps, 2), np.diff(tps, 2))
+        keep = np.flatnonzero(np.concatenate([[True], corner, [True]]))
+        fps, tps, thr = fps[keep], tps[keep], thr[keep]
+    fps = np.concatenate([[0.0], fps])
+    tps = np.concatenate([[0.0], tps])
+    thr = np.concatenate([[np.inf], thr])
+    return fps / fps[-1], tps / tps[-1], thr
+
+
+def roc_auc_score(y_true: ArrayLike, y_score: ArrayLike, *, pos_label: Any = None) -> float:
+    r"""Area under the ROC curve: the probability that a random positive scores higher than a
+    random negative, ties counting one half (Hanley & McNeil 1982; Mann–Whitney U / (P·N)).
+
+    .. math:: \mathrm{AUC} = \frac{1}{PN}\sum_{i:\,y_i=1}\ \sum_{j:\,y_j=0}
+              \Big([s_i > s_j] + \tfrac12 [s_i = s_j]\Big)
+
+    This is exactly the trapezoidal area under :func:`roc_curve` with tied scores as one
+    threshold (a tie block of ``a`` positives and ``b`` negatives adds the triangle
+    ``a·b/2``), i.e. ``sklearn.metrics.roc_auc_score`` for binary ``y_true``. It is computed
+    by sorting positives and negatives separately and counting with ``searchsorted`` in exact
+    integer arithmetic, so it needs no per-threshold curve.
+
+    Args:
+        y_true, y_score, pos_label: as in :func:`roc_curve`. (scikit-learn's ``roc_auc_score``
+            has no ``pos_label``: it takes the larger of the two labels as positive.)
+
+    Returns:
+        float in [0, 1].
+
+    Raises:
+        ValueError: bad inputs; NaN/inf scores; only one class in ``y_true`` (scikit-learn
+            warns and returns NaN instead).
+    """
+    pos, s = _scores_and_target(y_true, y_score, pos_label)
+    s_pos, s_neg = np.sort(s[pos]), np.sort(s[~pos])
+    n_pos, n_neg = len(s_pos), len(s_neg)
+    _need_both_classes(n_pos, n_neg, "ROC AUC")
+    below = np.searchsorted(s_neg, s_pos, side="left")       # negatives strictly below
+    below_or_tied = np.searchsorted(s_neg, s_pos, side="right")
+    twice_u = int(below.sum(dtype=np.int64)) + int(below_or_tied.sum(dtype=np.int64))
+    return twice_u / (2.0 * n_pos * n_neg)
+
+
+def precision_recall_curve(y_true: ArrayLike, y_score: ArrayLike, *, pos_label: Any = None,
+                           drop_intermediate: bool = False
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Precision and recall when a sample is called positive if its score is ``>= t``, for
+    every distinct score ``t`` (tied scores form one threshold).
+
+    .. math:: P(t) = \frac{TP(t)}{TP(t) + FP(t)},\qquad R(t) = \frac{TP(t)}{TP + FN}
+
+    Ordered as scikit-learn orders them: thresholds increasing, recall decreasing, and a last
+    point ``(P, R) = (1, 0)`` without a threshold. ``drop_intermediate=True`` keeps only the
+    first and last point of each run of equal TP (scikit-learn's option, default off).
+
+    Args:
+        y_true, y_score, pos_label: as in :func:`roc_curve`.
+        drop_intermediate: see above.
+
+    Returns:
+        ``precision``, ``recall`` (``(m + 1,)`` float64) and ``thresholds`` (``(m,)``), equal to
+        ``sklearn.metrics.precision_recall_curve``.
+
+    Raises:
+        ValueError: bad inputs; NaN/inf scores; no positive sample in ``y_true`` (recall is
+            undefined; scikit-learn warns and sets it to 1).
+    """
+    pos, s = _scores_and_target(y_true, y_score, pos_label)
+    fps, tps, thr = _counts_at_thresholds(pos, s)
+    if tps[-1] == 0:
+        raise ValueError("the precision-recall curve is undefined: y_true has no positive "
+                         "sample, so recall is 0/0. Check pos_label or the evaluation data.")
+    if drop_intermediate and len(fps) > 2:
+        changes = np.logical_or(np.diff(tps[:-1]), np.diff(tps[1:]))
+        keep = np.flatnonzero(np.concatenate([[True], changes, [True]]))
+        fps, tps, thr = fps[keep], tps[keep], thr[keep]
+    prec = tps / (tps + fps)
+    rec = tps / tps[-1]
+    return (np.concatenate([prec[::-1], [1.0]]), np.concatenate([rec[::-1], [0.0]]),
+            thr[::-1].copy())
+
+
+def average_precision_score(y_true: ArrayLike, y_score: ArrayLike, *, pos_label: Any = None
+                            ) -> float:
+    r"""Average precision: the step-wise area under the precision-recall curve,
+
+    .. math:: \mathrm{AP} = \sum_n (R_n - R_{n-1})\, P_n ,
+
+    over the distinct-score thresholds in decreasing order (``R_0 = 0``), i.e. the mean of the
+    precision at the rank of each positive (ties: one threshold). No interpolation: this is
+    ``sklearn.metrics.average_precision_score`` (since 0.19) and the IR definition (Manning,
+    Raghavan & Schütze, *Introduction to Information Retrieval*, 2008, §8.4), not the
+    trapezoidal area, which is optimistic.
+
+    Args:
+        y_true, y_score, pos_label: as in :func:`roc_curve` (scikit-learn's default
+            ``pos_label`` is 1; ``None`` here means the same for {0, 1} or {-1, 1} labels).
+
+    Returns:
+        float in [0, 1]; a random ranking scores about the positive rate ``P / n``.
+
+    Raises:
+        ValueError: bad inputs; NaN/inf scores; no positive sample (scikit-learn warns and
+            returns 0).
+    """
+    pos, s = _scores_and_target(y_true, y_score, pos_label)
+    fps, tps, _ = _counts_at_thresholds(pos, s)
+    if tps[-1] == 0:
+        raise ValueError("average precision is undefined: y_true has no positive sample. "
+                         "Check pos_label or the evaluation data.")
+    precision_at = tps + fps
+    np.divide(tps, precision_at, out=precision_at)
+    gained = np.diff(tps, prepend=0.0)           # positives gained at each threshold
+    gained *= precision_at
+    return float(gained.sum() / tps[-1])
+
+
+def log_loss(y_true: ArrayLike, y_prob: ArrayLike, *, labels: ArrayLike | None = None) -> float:
+    r"""Mean negative log-likelihood (cross-entropy 交叉熵) of the true classes,
+
+    .. math:: \mathcal{L} = -\frac1n \sum_{i=1}^n \log p_{i, y_i},
+
+    with probabilities clipped to ``[eps, 1 - eps]``, ``eps`` the machine epsilon of
+    ``y_prob``'s float dtype (float64 for integer input), as ``sklearn.metrics.log_loss`` does.
+    Natural logarithm (nats).
+
+    Args:
+        y_true: ``(n,)`` labels.
+        y_prob: ``(n, K)`` probabilities whose columns follow the sorted classes, or ``(n,)``
+            probabilities of the larger of two classes.
+        labels: all classes (sorted into column order); default the sorted labels of ``y_true``,
+            which must then contain every class (pass ``labels`` if some never occur).
+
+    Returns:
+        float ≥ 0.
+
+    Raises:
+        ValueError: bad inputs; NaN/inf or values outside [0, 1]; fewer than two classes;
+            columns ≠ classes; ``y_true`` labels not in ``labels``; rows that do not sum to 1
+            within ``sqrt(eps)`` (scikit-learn only warns).
+    """
+    t = _labels("y_true", y_true)
+    raw = np.asarray(y_prob)
+    dtype = raw.dtype if raw.dtype.kind == "f" else np.dtype(np.float64)
+    eps = float(np.finfo(dtype).eps)
+    prob = _numbers("y_prob", raw, ndim=(1, 2))
+    _same_length(y_true=t, y_prob=prob)
+    if prob.min() < 0 or prob.max() > 1:
+        raise ValueError(f"y_prob must be probabilities in [0, 1], found values in "
+                         f"[{prob.min()}, {prob.max()}] (pass softmax/sigmoid outputs, not logits)")
+    classes = np.unique(t) if labels is None else np.unique(np.asarray(labels))
+    if len(classes) < 2:
+        raise ValueError(f"log loss needs at least two classes, found {classes.tolist()}; pass "
+                         "labels=[...] with every class")
+    if labels is not None and not np.isin(t, classes).all():
+        raise ValueError("y_true contains labels that are not in labels")
+    if prob.ndim == 1:
+        prob = np.stack([1.0 - prob, prob], axis=1)
+    if prob.shape[1] != len(classes):
+        raise ValueError(f"y_prob has {prob.shape[1]} columns but there are {len(classes)} "
+                         f"classes {classes[:10].tolist()}; pass labels=[all classes]")
+    if not np.allclose(prob.sum(axis=1), 1.0, rtol=math.sqrt(eps), atol=0.0):
+        raise ValueError("the rows of y_prob do not sum to 1: pass probabilities (softmax)")
+    col = np.searchsorted(classes, t)
+    p_true = np.clip(prob[np.arange(len(t)), col], eps, 1 - eps)
+    return float(-np.mean(np.log(p_true)))
+
+
+def top_k_accuracy(y_true: ArrayLike, y_score: ArrayLike, k: int = 1, *,
+                   labels: ArrayLike | None = None) -> float:
+    r"""Fraction of samples whose true class is among the ``k`` highest-scored classes.
+
+    .. math:: \frac1n \sum_i \big[\mathrm{rank}_i(y_i) < k\big],\quad
+              \mathrm{rank}_i(c) = \#\{j : s_{ij} > s_{ic}\} + \#\{j > c : s_{ij} = s_{ic}\}
+
+    Ties are broken towards the *higher* class index (as in scikit-learn, which ranks with a
+    stable ascending sort reversed), so results equal ``sklearn.metrics.top_k_accuracy_score``
+    for three or more classes.
+
+    Args:
+        y_true: ``(n,)`` class indices ``0 .. K-1``, or labels when ``labels`` is given.
+        y_score: ``(n, K)`` finite scores (logits or probabilities).
+        k: 1 ≤ k ≤ K (k = K is always 1.0).
+        labels: ``(K,)`` the class of each column (to map ``y_true``).
+
+    Returns:
+        float in [0, 1]; ``k = 1`` is the accuracy of the arg-max prediction.
+
+    Raises:
+        ValueError: bad inputs; ``k`` not an integer in [1, K]; labels outside the columns.
+    """
+    t = _labels("y_true", y_true)
+    s = _numbers("y_score", y_score, ndim=2)
+    n, n_classes = s.shape
+    _same_length(y_true=t, y_score=s)
+    k = _check_k(k)
+    if k > n_classes:
+        raise ValueError(f"k={k} is larger than the number of classes {n_classes}")
+    if labels is None:
+        if t.dtype.kind not in "biu" or t.min() < 0 or t.max() >= n_classes:
+            raise ValueError(f"y_true must hold class indices 0..{n_classes - 1} (the columns of "
+                             "y_score), or pass labels=[class of each column]")
+        y = t.astype(np.intp)
+    else:
+        lab = np.asarray(labels)
+        if lab.shape != (n_classes,):
+            raise ValueError(f"labels must have one entry per column ({n_classes}), got {lab.shape}")
+        order = np.argsort(lab, kind="stable")
+        where = np.clip(np.searchsorted(lab[order], t), 0, n_classes - 1)
+        if not (lab[order][where] == t).all():
+            raise ValueError("y_true contains labels that are not in labels")
+        y = order[where]
+    own = s[np.arange(n), y][:, None]
+    higher_index = np.arange(n_classes)[None, :] > y[:, None]
+    rank = np.count_nonzero(s > own, axis=1) + np.count_nonzero((s == own) & higher_index, axis=1)
+    return float(np.mean(rank < k))
+
+
+# ----------------------------------------------------------------------------------------------
+# regression
+# ----------------------------------------------------------------------------------------------
+def _regression(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    t, p = _numbers("y_true", y_true), _numbers("y_pred", y_pred)
+    _same_length(y_true=t, y_pred=p)
+    return t, p
+
+
+def mean_squared_error(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    r"""MSE :math:`\frac1n\sum_i (y_i - \hat y_i)^2` of ``(n,)`` float arrays (squared units)."""
+    t, p = _regression(y_true, y_pred)
+    return float(np.mean((t - p) ** 2))
+
+
+def root_mean_squared_error(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    r"""RMSE :math:`\sqrt{\mathrm{MSE}}`, in the units of ``y`` (chapter 09's rating error)."""
+    return math.sqrt(mean_squared_error(y_true, y_pred))
+
+
+def mean_absolute_error(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    r"""MAE :math:`\frac1n\sum_i |y_i - \hat y_i|` of ``(n,)`` float arrays."""
+    t, p = _regression(y_true, y_pred)
+    return float(np.mean(np.abs(t - p)))
+
+
+def r2_score(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    r"""Coefficient of determination
+
+    .. math:: R^2 = 1 - \frac{\sum_i (y_i - \hat y_i)^2}{\sum_i (y_i - \bar y)^2} ,
+
+    1 for a perfect prediction, 0 for predicting the mean, negative when worse. When ``y_true``
+    is constant (zero denominator) the result is 1.0 for a perfect prediction and 0.0
+    otherwise, scikit-learn's ``force_finite=True`` convention.
+
+    Args:
+        y_true, y_pred: ``(n,)`` numbers, n ≥ 2.
+
+    Returns:
+        float ≤ 1 (``sklearn.metrics.r2_score``).
+
+    Raises:
+        ValueError: bad inputs; fewer than two samples (scikit-learn warns and returns NaN).
+    """
+    t, p = _regression(y_true, y_pred)
+    if len(t) < 2:
+        raise ValueError("R² needs at least two samples (it compares with the mean of y_true)")
+    ss_res = float(np.sum((t - p) ** 2))
+    ss_tot = float(np.sum((t - t.mean()) ** 2))
+    if ss_tot == 0:
+        return 1.0 if ss_res == 0 else 0.0
+    return 1.0 - ss_res / ss_tot
+
+
+def pearson_r(x: ArrayLike, y: ArrayLike) -> float:
+    r"""Pearson correlation coefficient
+
+    .. math:: r = \frac{\sum_i (x_i - \bar x)(y_i - \bar y)}
+                       {\sqrt{\sum_i (x_i - \bar x)^2}\,\sqrt{\sum_i (y_i - \bar y)^2}} .
+
+    Unlike :func:`r2_score` it ignores scale and offset: ``r(y, 2y + 5) = 1`` although that
+    prediction is badly off. (The VADER paper of chapter 06 reports r.)
+
+    Args:
+        x, y: ``(n,)`` numbers, n ≥ 2, neither constant.
+
+    Returns:
+        float in [-1, 1] (``scipy.stats.pearsonr(x, y).statistic``).
+
+    Raises:
+        ValueError: bad inputs; fewer than two samples; a constant input (r is 0/0).
+    """
+    a, b = _numbers("x", x), _numbers("y", y)
+    _same_length(x=a, y=b)
+    if len(a) < 2:
+        raise ValueError("Pearson r needs at least two samples")
+    units = []
+    for d in (a - a.mean(), b - b.mean()):
+        largest = np.abs(d).max()
+        if largest == 0:
+            raise ValueError("Pearson r is undefined when an input is constant (zero variance)")
+        d = d / largest                   # scale first: squares of tiny deviations underflow
+        units.append(d / np.linalg.norm(d))
+    r = float(np.dot(units[0], units[1]))
+    return max(-1.0, min(1.0, r))
+
+
+# ----------------------------------------------------------------------------------------------
+# ranking
+# ----------------------------------------------------------------------------------------------
+def _ranking(relevance: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    rel = _numbers("relevance", relevance, ndim=(1, 2))
+    s = _numbers("scores", scores, ndim=(1, 2))
+    if rel.shape != s.shape:
+        raise ValueError(f"relevance and scores must have the same shape, got {rel.shape} and {s.shape}")
+    if rel.min() < 0:
+        raise ValueError("relevance must be ≥ 0 (0 = not relevant)")
+    return np.atleast_2d(rel), np.atleast_2d(s)
+
+
+def _relevant_in_top_k(rel: np.ndarray, s: np.ndarray, k: int) -> np.ndarray:
+    """Expected number of relevant items (``rel > 0``) among the ``k`` best-scored ones per row,
+    ties at the cut-off averaged over their orderings."""
+    n_items = s.shape[1]
+    if k > n_items:
+        raise ValueError(f"k={k} is larger than the number of items per query ({n_items})")
+    kth = -np.partition(-s, k - 1, axis=1)[:, k - 1:k]        # k-th largest score per row
+    relevant = rel > 0
+    above, tied = s > kth, s == kth
+    n_above = np.count_nonzero(above, axis=1)
+    slots = k - n_above                                       # places left for the tied group
+    return (np.count_nonzero(above & relevant, axis=1)
+            + np.count_nonzero(tied & relevant, axis=1) * slots / np.count_nonzero(tied, axis=1))
+
+
+def precision_at_k(relevance: ArrayLike, scores: ArrayLike, k: int) -> float:
+    r"""Precision@k: the fraction of the ``k`` highest-scored items that are relevant, averaged
+    over queries (users).
+
+    .. math:: \mathrm{P@}k = \frac{1}{k}\,\#\{\text{relevant items among the top } k\}
+
+    An item is relevant when its ``relevance > 0``. Items tied with the k-th score are credited
+    with the *expected* count over all orderings of the tie (the convention of McSherry &
+    Najork 2008, also used by scikit-learn's ``ndcg_score``), so the result does not depend on
+    the order of the input. Source: Manning, Raghavan & Schütze 2008, §8.4.
+
+    Args:
+        relevance: ``(n_queries, n_items)`` or ``(n_items,)`` relevance ≥ 0 (binary or graded).
+        scores: same shape, the model's scores (higher = ranked first).
+        k: 1 ≤ k ≤ n_items.
+
+    Returns:
+        float in [0, 1], the mean over queries.
+
+    Raises:
+        ValueError: bad inputs; shapes differ; negative relevance; ``k`` not in [1, n_items].
+    """
+    rel, s = _ranking(relevance, scores)
+    k = _check_k(k)
+    return float(np.mean(_relevant_in_top_k(rel, s, k) / k))
+
+
+def recall_at_k(relevance: ArrayLike, scores: ArrayLike, k: int, *, zero_division: float = 0.0
+                ) -> float:
+    r"""Recall@k: the fraction of a query's relevant items found among its top ``k``, averaged
+    over queries.
+
+    .. math:: \mathrm{R@}k = \frac{\#\{\text{relevant items among the top } k\}}
+                                  {\#\{\text{relevant items}\}}
+
+    Conventions as in :func:`precision_at_k` (relevant = ``relevance > 0``; ties averaged).
+    A query with no relevant item gives ``zero_division`` (0.0 default, 1.0, or nan to leave
+    such queries out of the mean).
+
+    Returns:
+        float in [0, 1] (nan if every query is undefined and ``zero_division`` is nan).
+    """
+    rel, s = _ranking(relevance, scores)
+    k = _check_k(k)
+    zero_division = _check_zero_division(zero_division)
+    per_query = _divide(_relevant_in_top_k(rel, s, k), np.count_nonzero(rel > 0, axis=1),
+                        zero_division)
+    return _nanaverage(per_query, None)
+
+
+def ndcg_at_k(relevance: ArrayLike, scores: ArrayLike, k: int | None = None, *,
+              gain: Literal["linear", "exponential"] = "linear") -> float:
+    r"""Normalised discounted cumulative gain at ``k``, averaged over queries.
+
+    .. math:: \mathrm{DCG@}k = \sum_{i=1}^{k} \frac{g(\mathrm{rel}_{(i)})}{\log_2(i + 1)},\qquad
+              \mathrm{NDCG@}k = \frac{\mathrm{DCG@}k}{\mathrm{IDCG@}k}
+
+    where ``rel_(i)`` is the relevance of the item ranked ``i``-th by score and IDCG the DCG of
+    the ideal ordering (by relevance). Graded relevance: ``g(r) = r`` (``"linear"``, what
+    ``sklearn.metrics.ndcg_score`` uses) or ``g(r) = 2^r - 1`` (``"exponential"``, Burges et al.
+    2005, common in web search). Ties in ``scores`` are averaged over their orderings (McSherry
+    & Najork 2008, as scikit-learn). A query with no relevant item scores 0 (as scikit-learn).
+
+    Source: K. Järvelin and J. Kekäläinen, "Cumulated gain-based evaluation of IR techniques",
+    ACM TOIS 20(4), 2002. Their original discount leaves ranks below the log base undiscounted
+    (rank 2 is divided by log2 2 = 1); we use today's ``1 / log2(i + 1)`` for every rank, as
+    scikit-learn and most libraries do.
+
+    Args:
+        relevance: ``(n_queries, n_items)`` or ``(n_items,)`` relevance ≥ 0.
+        scores: same shape, the model's scores.
+        k: cut-off ≥ 1, or ``None`` for all items (k larger than n_items means all items).
+        gain: ``"linear"`` or ``"exponential"``.
+
+    Returns:
+        float in [0, 1], the mean over queries.
+
+    Raises:
+        ValueError: bad inputs; shapes differ; negative relevance; ``k`` not a positive integer.
+    """
+    rel, s = _ranking(relevance, scores)
+    n_queries, n_items = s.shape
+    k = n_items if k is None else min(_check_k(k), n_items)
+    if gain == "exponential":
+        rel = np.expm1(rel * math.log(2.0))
+    elif gain != "linear":
+        raise ValueError(f"gain must be 'linear' or 'exponential', got {gain!r}")
+    discount = np.zeros(n_items)
+    discount[:k] = 1.0 / np.log2(np.arange(2, k + 2))
+
+    order = np.argsort(-s, axis=1, kind="stable")
+    s_sorted = np.take_along_axis(s, order, axis=1)
+    rel_sorted = np.take_along_axis(rel, order, axis=1)
+    new_group = np.ones_like(s_sorted, dtype=bool)
+    new_group[:, 1:] = s_sorted[:, 1:] != s_sorted[:, :-1]
+    group = np.cumsum(new_group.ravel()) - 1                  # tie groups, numbered across rows
+    n_groups = group[-1] + 1
+    size = np.bincount(group, minlength=n_groups)
+    mean_gain = np.bincount(group, weights=rel_sorted.ravel(), minlength=n_groups) / size
+    disc = np.bincount(group, weights=np.tile(discount, n_queries), minlength=n_groups)
+    row_of_group = np.repeat(np.arange(n_queries), np.count_nonzero(new_group, axis=1))
+    dcg = np.bincount(row_of_group, weights=mean_gain * disc, minlength=n_queries)
+    ideal = -np.sort(-rel, axis=1) @ discount
+    ndcg = _divide(dcg, ideal, 0.0)
+    return float(np.mean(ndcg))
+
+
+# ----------------------------------------------------------------------------------------------
+# detection
+# ----------------------------------------------------------------------------------------------
+def _boxes(name: str, boxes: ArrayLike) -> np.ndarray:
+    """``(N, 4)`` float64 boxes (N may be 0), checked finite and well ordered."""
+    box = np.asarray(boxes)
+    if box.ndim == 1:
+        box = box[None, :]
+    if box.ndim != 2 or box.shape[1] != 4:
+        raise ValueError(f"{name} must have shape (N, 4) or (4,) as (x1, y1, x2, y2), got "
+                         f"{np.shape(boxes)}")
+    if box.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold numbers, got dtype {box.dtype}")
+    box = _finite(name, box.astype(np.float64, copy=False))
+    if (box[:, 2] < box[:, 0]).any() or (box[:, 3] < box[:, 1]).any():
+        raise ValueError(f"{name} has a box with x2 < x1 or y2 < y1; boxes are (x1, y1, x2, y2)")
+    return box
+
+
+def box_iou(boxes_a: ArrayLike, boxes_b: ArrayLike) -> Any:
+    r"""Intersection over union (IoU, Jaccard index) of axis-aligned boxes ``(x1, y1, x2, y2)``.
+
+    .. math:: \mathrm{IoU}(A, B) = \frac{|A \cap B|}{|A \cup B|}
+              = \frac{|A \cap B|}{|A| + |B| - |A \cap B|}
+
+    Coordinates are continuous (a box ``(0, 0, 2, 2)`` has area 4; no "+1 pixel" convention as
+    in the old PASCAL VOC code). Two boxes whose union has zero area (both degenerate) get 0.
+
+    Args:
+        boxes_a: ``(N, 4)`` or ``(4,)``; ``boxes_b``: ``(M, 4)`` or ``(4,)``; finite,
+            ``x2 >= x1`` and ``y2 >= y1``. ``N`` or ``M`` may be 0 (no boxes).
+
+    Returns:
+        ``(N, M)`` float64 matrix of pairwise IoUs; a float if both inputs are single boxes.
+        (Same as ``torchvision.ops.box_iou`` for non-degenerate boxes.)
+
+    Raises:
+        ValueError: wrong shape, NaN/inf coordinates, or ``x2 < x1`` / ``y2 < y1``.
+    """
+    single = np.ndim(boxes_a) == 1 and np.ndim(boxes_b) == 1
+    a, b = _boxes("boxes_a", boxes_a), _boxes("boxes_b", boxes_b)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    w = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    h = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = w * h
+    iou = _divide(inter, area_a[:, None] + area_b[None, :] - inter, 0.0)
+    return float(iou[0, 0]) if single else iou
