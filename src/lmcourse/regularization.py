@@ -1,0 +1,608 @@
+"""Overfitting and its remedies (chapter 04): augmentation, penalties, dropout, early stopping and
+k-fold cross-validation, written as pure functions so that ``jax.vmap`` can train several models
+(seeds, folds, hyper-parameter values) at once inside one ``jax.jit``-compiled call.
+
+Pieces:
+
+* augmentation: :func:`shift_images`, :func:`random_shift`, :func:`flip_left_right`,
+  :func:`random_flip`, :func:`augment` (explicit ``jax.random`` keys, usable inside ``jit``);
+* penalties: :func:`l1_penalty`, :func:`l2_penalty` over the weight matrices picked by
+  :func:`penalty_mask` (biases are not penalised);
+* model: :class:`MLP`, a one-hidden-layer perceptron whose :func:`dropout` takes its key and its
+  rate as arguments (so the rate can be a traced, vmapped value);
+* training: :class:`Hyper` (the remedies' strengths as traced values: L1, L2, dropout rate,
+  decoupled weight decay, shift, flip probability), :class:`TrainConfig` (static settings),
+  :func:`make_train_step`, :func:`make_run` (a whole training run as one pure function:
+  ``lax.scan`` over epochs and steps, early stopping inside), :func:`train_seeds`,
+  :func:`train_folds` (folds trained at once with ``jax.vmap``), :func:`train_folds_loop` (the same
+  with a Python loop, the reference), :func:`evaluate_params`;
+* :func:`early_stopping` (the rule applied to a validation curve) and :func:`kfold_indices`.
+
+The model is an ordinary Flax NNX module; ``nnx.split`` turns it into a ``GraphDef`` (structure,
+static) and an ``nnx.State`` of parameters (a pytree of arrays), and ``nnx.merge`` rebuilds it
+inside the pure functions. Optimisers are plain Optax transformations applied to that state
+(no ``nnx.Optimizer``), so the version-sensitive calls of :mod:`lmcourse.compat` are not involved.
+
+Sources: dropout, Srivastava et al., "Dropout: a simple way to prevent neural networks from
+overfitting", JMLR 15 (2014); decoupled weight decay (AdamW), Loshchilov & Hutter, "Decoupled
+weight decay regularization", ICLR 2019; early stopping, Prechelt, "Early stopping - but when?",
+in *Neural Networks: Tricks of the Trade* (1998); k-fold cross-validation, Hastie, Tibshirani &
+Friedman, *The Elements of Statistical Learning*, 2nd ed. (2009), §7.10; augmentation by shifts
+and flips, Simard et al., ICDAR 2003, and Krizhevsky et al., NeurIPS 2012.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+# --- data augmentation (数据增强) ----------------------------------------------------------------
+
+
+def shift_images(images: jax.Array, dy: jax.Array, dx: jax.Array, pad: int) -> jax.Array:
+    """Move the content of each image ``dy`` pixels down and ``dx`` pixels right, filling with 0.
+
+    Written as zero padding by ``pad`` followed by an ``H×W`` crop at offset
+    ``(pad - dy, pad - dx)``: a "random crop after padding" is the same thing. (Random crops and
+    flips as augmentation: Krizhevsky et al., NeurIPS 2012; small shifts and distortions of
+    digits: Simard et al., ICDAR 2003.)
+
+    Args:
+        images: ``(N, H, W, C)`` array (float32 in [0, 1] in the course; 0 = background).
+        dy, dx: ``(N,)`` integer shifts (may be traced); values outside ``[-pad, pad]`` are
+            clipped to it.
+        pad: static bound on ``|dy|`` and ``|dx|`` (the zero padding), an ``int >= 0``.
+
+    Returns:
+        ``(N, H, W, C)`` array of the same dtype: ``out[n, i, j] = images[n, i - dy[n], j - dx[n]]``
+        where that pixel exists, else 0.
+
+    Raises:
+        ValueError: if ``images`` is not 4-D or ``pad < 0``.
+    """
+    if images.ndim != 4:
+        raise ValueError(f"expected images of shape (N, H, W, C), got {images.shape}")
+    p = int(pad)
+    if p < 0:
+        raise ValueError(f"pad must be >= 0, got {pad}")
+    if p == 0:
+        return images
+    _, h, w, c = images.shape
+    padded = jnp.pad(images, ((0, 0), (p, p), (p, p), (0, 0)))
+    dy = jnp.clip(jnp.asarray(dy, jnp.int32), -p, p)
+    dx = jnp.clip(jnp.asarray(dx, jnp.int32), -p, p)
+
+    def crop(image: jax.Array, sy: jax.Array, sx: jax.Array) -> jax.Array:
+        return jax.lax.dynamic_slice(image, (p - sy, p - sx, 0), (h, w, c))
+
+    return jax.vmap(crop)(padded, dy, dx)
+
+
+def random_shift(key: jax.Array, images: jax.Array, max_shift: int | jax.Array,
+                 pad: int | None = None) -> jax.Array:
+    """Shift each image by its own random ``(dy, dx)``, each uniform in ``[-max_shift, max_shift]``.
+
+    Args:
+        key: a ``jax.random`` key.
+        images: ``(N, H, W, C)`` array.
+        max_shift: largest shift in pixels; 0 leaves the images unchanged. May be a traced value
+            when ``pad`` is given.
+        pad: static bound on ``max_shift`` (the padding); ``None`` means ``pad = max_shift``,
+            which must then be a Python ``int``. Shifts beyond ``pad`` are clipped.
+
+    Returns:
+        ``(N, H, W, C)``, same dtype; pixels shifted in from outside are 0 (see :func:`shift_images`).
+    """
+    if pad is None:
+        pad = int(max_shift)
+    if pad == 0:
+        return images
+    m = jnp.asarray(max_shift, jnp.int32)
+    shifts = jax.random.randint(key, (2, images.shape[0]), -m, m + 1)
+    return shift_images(images, shifts[0], shifts[1], pad)
+
+
+def flip_left_right(images: jax.Array) -> jax.Array:
+    """Mirror ``(N, H, W, C)`` images left–right (exact; applying it twice gives the input back)."""
+    return images[:, :, ::-1, :]
+
+
+def random_flip(key: jax.Array, images: jax.Array, probability: float | jax.Array = 0.5
+                ) -> jax.Array:
+    """Mirror each ``(N, H, W, C)`` image left–right with ``probability`` (may be traced).
+
+    Returns an array of the same shape and dtype; 0 returns the images, 1 flips them all.
+    """
+    flip = jax.random.uniform(key, (images.shape[0],)) < probability
+    return jnp.where(flip[:, None, None, None], flip_left_right(images), images)
+
+
+def augment(key: jax.Array, images: jax.Array, labels: jax.Array, *,
+            max_shift: int | jax.Array = 0, flip_probability: float | jax.Array = 0.0,
+            pad: int | None = None) -> tuple[jax.Array, jax.Array]:
+    """Label-preserving augmentation of a batch: random shifts, then random left–right flips.
+
+    Args:
+        key: a ``jax.random`` key (split inside, one sub-key per transformation).
+        images: ``(N, H, W, C)`` float32 in [0, 1].
+        labels: ``(N,)`` int32, returned unchanged: these transformations do not change the class.
+        max_shift: largest shift in pixels (0 = no shift); traced values need a static ``pad``.
+        flip_probability: probability of mirroring each image (0 = never); may be traced.
+        pad: static bound on ``max_shift`` (see :func:`random_shift`).
+
+    Returns:
+        ``(images, labels)`` with the input shapes and dtypes; values stay in the input's range.
+        With ``max_shift = 0`` and ``flip_probability = 0`` the images come back unchanged.
+    """
+    shift_key, flip_key = jax.random.split(key)
+    images = random_shift(shift_key, images, max_shift, pad)
+    if not (isinstance(flip_probability, int | float) and flip_probability == 0):
+        images = random_flip(flip_key, images, flip_probability)
+    return images, labels
+
+
+# --- penalties (正则化项) -------------------------------------------------------------------------
+
+
+def penalty_mask(params) -> object:
+    """Pytree of bools like ``params``: ``True`` for weight matrices and kernels (``ndim >= 2``).
+
+    Biases (1-D) are left out of L1/L2 penalties and weight decay, the usual convention (a bias
+    shifts a unit's threshold; shrinking it does not make the function smoother).
+    Usable as ``optax.adamw(..., mask=penalty_mask)``.
+    """
+    return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
+
+
+def _penalised_leaves(params) -> list[jax.Array]:
+    return [p for p in jax.tree.leaves(params) if jnp.ndim(p) >= 2]
+
+
+def l1_penalty(params) -> jax.Array:
+    """``Σ |w|`` over the weight matrices of ``params`` (see :func:`penalty_mask`); a float32 scalar.
+
+    ``params`` is one model's parameters (under ``jax.vmap``, each model's): on a stack of models
+    outside ``vmap`` the stacked biases would count as matrices. Its (sub)gradient is ``sign(w)``
+    (``jnp.abs`` gives 0 at exactly 0), which drives small weights to exactly 0: the lasso,
+    Tibshirani, J. R. Stat. Soc. B 58 (1996).
+    """
+    return sum((jnp.abs(p).sum() for p in _penalised_leaves(params)), jnp.float32(0.0))
+
+
+def l2_penalty(params) -> jax.Array:
+    """``½ Σ w²`` over the weight matrices of ``params``; its gradient is ``w`` (float32 scalar).
+
+    ``params`` is one model's parameters (see :func:`l1_penalty`). With the ½, adding
+    ``λ · l2_penalty`` to the loss adds ``λ w`` to each weight's gradient: with plain SGD that is
+    exactly weight decay (Krogh & Hertz, NeurIPS 1991; ridge regression, Hoerl & Kennard,
+    Technometrics 1970); with Adam it is not (see :func:`make_train_step`).
+    """
+    return sum((0.5 * jnp.square(p).sum() for p in _penalised_leaves(params)), jnp.float32(0.0))
+
+
+# --- a model with explicit dropout (随机失活) ----------------------------------------------------
+
+
+def dropout(key: jax.Array, x: jax.Array, rate: float | jax.Array) -> jax.Array:
+    """Inverted dropout (Srivastava et al., 2014): zero each unit with probability ``rate`` and
+    scale the survivors by ``1 / (1 - rate)``, so that ``E[dropout(x)] = x`` and nothing needs
+    rescaling at test time.
+
+    Args:
+        key: ``jax.random`` key.
+        x: any-shape float array.
+        rate: drop probability in ``[0, 1)``; may be a traced scalar. ``rate = 0`` returns ``x``
+            exactly.
+
+    Returns:
+        Array of ``x``'s shape and dtype.
+    """
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
+
+
+class MLP(nnx.Module):
+    """A multilayer perceptron: flatten → Dense(hidden) → ReLU → [dropout] → Dense(classes).
+
+    ``__call__(x, *, key=None, dropout_rate=0.0)`` maps ``(N, ...)`` float32 inputs (e.g.
+    ``(N, 28, 28, 1)`` images) to ``(N, num_classes)`` logits. Dropout is applied only when a
+    ``key`` is given (training); its ``dropout_rate`` is an argument, not an attribute, so it can be
+    a traced value that ``jax.vmap`` varies across models.
+
+    Args:
+        rngs: ``nnx.Rngs`` for initialisation (Flax defaults: LeCun-normal kernels, zero biases).
+        in_features: flattened input size (784 for 28×28×1).
+        hidden: hidden units.
+        num_classes: output logits.
+    """
+
+    def __init__(self, rngs: nnx.Rngs, in_features: int = 784, hidden: int = 256,
+                 num_classes: int = 10):
+        self.hidden = nnx.Linear(in_features, hidden, rngs=rngs)
+        self.out = nnx.Linear(hidden, num_classes, rngs=rngs)
+
+    def __call__(self, x: jax.Array, *, key: jax.Array | None = None,
+                 dropout_rate: float | jax.Array = 0.0) -> jax.Array:
+        h = nnx.relu(self.hidden(x.reshape(x.shape[0], -1)))
+        if key is not None:
+            h = dropout(key, h, dropout_rate)
+        return self.out(h)
+
+
+# --- training as pure functions ---------------------------------------------------------------
+
+
+class Hyper(NamedTuple):
+    """Hyper-parameters passed as (traced) values: changing one does not recompile, and
+    ``jax.vmap`` can give each model its own. Python or 0-d array scalars (``(M,)`` arrays if you
+    vmap over them); the defaults (all 0) give plain training, exactly.
+
+    Attributes:
+        l1: strength λ₁ of the L1 penalty ``λ₁ Σ|w|`` added to the loss.
+        l2: strength λ₂ of the L2 penalty ``λ₂ ½ Σw²`` added to the loss.
+        dropout_rate: probability of dropping each hidden unit while training.
+        decoupled_decay: fraction of each weight matrix removed per step *outside* the optimizer
+            (decoupled weight decay, Loshchilov & Hutter's λ with schedule η_t = 1):
+            ``w ← w + update − decoupled_decay · w``. ``optax.adam(α)`` with
+            ``decoupled_decay = α · wd`` is exactly ``optax.adamw(α, weight_decay=wd,
+            mask=penalty_mask)``.
+        max_shift: random-shift augmentation in pixels (0 = none); at most
+            ``TrainConfig.shift_pad``.
+        flip_probability: probability of mirroring each training image left–right.
+    """
+
+    l1: float | jax.Array = 0.0
+    l2: float | jax.Array = 0.0
+    dropout_rate: float | jax.Array = 0.0
+    decoupled_decay: float | jax.Array = 0.0
+    max_shift: int | jax.Array = 0
+    flip_probability: float | jax.Array = 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Static settings of a training run (changing one compiles a new program).
+
+    Attributes:
+        epochs: passes over the training indices.
+        batch_size: images per step; each epoch uses ``n_train // batch_size`` full batches.
+        patience: early stopping (Prechelt, 1998): stop once the validation loss has not improved
+            for ``patience`` epochs; ``None`` = never stop, keep the best epoch. Training still runs
+            all ``epochs`` (for the curves); ``RunResult.best_params`` is what early stopping
+            would have returned.
+        shift_pad: zero padding for random shifts, the largest ``Hyper.max_shift`` honoured
+            (0 removes the shift code from the program).
+    """
+
+    epochs: int
+    batch_size: int = 100
+    patience: int | None = None
+    shift_pad: int = 2
+
+
+class RunResult(NamedTuple):
+    """What one training run returns (with a leading model axis when vmapped).
+
+    Attributes:
+        params: parameters after the last epoch (an ``nnx.State``).
+        best_params: parameters at ``best_epoch`` (early stopping's choice).
+        train_loss: ``(epochs,)`` float32 mean cross-entropy on the (un-augmented) training
+            indices after each epoch, dropout off.
+        val_loss, val_accuracy: ``(epochs,)`` float32 on the validation indices after each epoch.
+        best_epoch: int32, 0-based epoch of the lowest validation loss before stopping.
+        stop_epoch: int32, 0-based epoch at which early stopping stopped (``epochs - 1`` if never).
+    """
+
+    params: object
+    best_params: object
+    train_loss: jax.Array
+    val_loss: jax.Array
+    val_accuracy: jax.Array
+    best_epoch: jax.Array
+    stop_epoch: jax.Array
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Mean softmax cross-entropy of ``(N, K)`` logits against ``(N,)`` int labels (scalar)."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def make_loss_fn(graphdef: nnx.GraphDef) -> Callable:
+    """The penalised loss ``L(θ) = CE(θ) + λ₁ Σ|w| + λ₂ ½ Σw²`` as a pure function.
+
+    Returns ``loss_fn(params, x, y, key, hyper) -> (penalised_loss, cross_entropy)``; ``key``
+    drives dropout (``None`` = no dropout); ``hyper`` is a :class:`Hyper`. The model rebuilt from
+    ``graphdef`` must accept ``model(x, key=..., dropout_rate=...)`` like :class:`MLP`.
+    """
+
+    def loss_fn(params, x, y, key, hyper: Hyper):
+        model = nnx.merge(graphdef, params)
+        logits = model(x, key=key, dropout_rate=hyper.dropout_rate)
+        ce = cross_entropy(logits, y)
+        penalised = ce + hyper.l1 * l1_penalty(params) + hyper.l2 * l2_penalty(params)
+        return penalised, ce
+
+    return loss_fn
+
+
+def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
+                    shift_pad: int = 2) -> Callable:
+    """A generic training step with augmentation, dropout, L1/L2 penalties and decoupled weight
+    decay, as a pure function.
+
+    ``step(params, opt_state, x, y, key, hyper) -> (params, opt_state, cross_entropy)``:
+    augment the batch (:func:`augment`), take the gradient of the penalised loss
+    (:func:`make_loss_fn`), apply ``tx``, then subtract ``hyper.decoupled_decay · w`` from each
+    weight matrix ``w`` (its value before the step). ``x`` ``(B, H, W, C)`` float32, ``y`` ``(B,)``
+    int32; ``hyper`` a :class:`Hyper`; the returned cross-entropy is the batch's, before the step.
+
+    An L2 penalty adds ``λ₂ w`` to the gradient *before* ``tx``; Adam then divides it by the
+    running RMS of the gradient, so how much a weight is pulled towards 0 depends on its gradient
+    history. Decoupled decay (AdamW, Loshchilov & Hutter, 2019) shrinks every weight by the same
+    fraction. Not jitted: wrap it (or a function that calls it) in ``jax.jit``/``jax.vmap``.
+    """
+    grad_fn = jax.value_and_grad(make_loss_fn(graphdef), has_aux=True)
+
+    def step(params, opt_state, x, y, key, hyper: Hyper):
+        aug_key, dropout_key = jax.random.split(key)
+        x, y = augment(aug_key, x, y, max_shift=hyper.max_shift,
+                       flip_probability=hyper.flip_probability, pad=shift_pad)
+        (_, ce), grads = grad_fn(params, x, y, dropout_key, hyper)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        updates = jax.tree.map(
+            lambda u, p, m: u - hyper.decoupled_decay * p if m else u,
+            updates, params, penalty_mask(params))
+        return optax.apply_updates(params, updates), opt_state, ce
+
+    return step
+
+
+def _eval_loss_accuracy(graphdef: nnx.GraphDef, params, x: jax.Array, y: jax.Array
+                        ) -> tuple[jax.Array, jax.Array]:
+    logits = nnx.merge(graphdef, params)(x)
+    return cross_entropy(logits, y), jnp.mean(jnp.argmax(logits, -1) == y)
+
+
+def make_run(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, config: TrainConfig
+             ) -> Callable:
+    """A whole training run as one pure function (``lax.scan`` over epochs and steps).
+
+    ``run(params, key, hyper, x, y, train_idx, val_idx) -> RunResult``:
+
+    * ``params``: initial ``nnx.State``; ``key``: ``jax.random`` key (shuffling, augmentation,
+      dropout); ``hyper``: :class:`Hyper`;
+    * ``x`` ``(N, H, W, C)`` float32 and ``y`` ``(N,)`` int32: a pool of examples;
+    * ``train_idx`` ``(n_train,)`` and ``val_idx`` ``(n_val,)`` int32: which rows of the pool to
+      train on and to validate on (k-fold cross-validation passes different rows per fold).
+
+    Each epoch shuffles ``train_idx``, runs ``n_train // batch_size`` steps of
+    :func:`make_train_step`, then measures the clean training loss and the validation loss and
+    accuracy; the parameters of the best validation epoch are kept (early stopping with
+    ``config.patience``). Jit it, or vmap it then jit it (:func:`train_seeds`, :func:`train_folds`).
+    """
+    step = make_train_step(graphdef, tx, shift_pad=config.shift_pad)
+    patience = config.epochs if config.patience is None else config.patience
+    if patience < 1:
+        raise ValueError(f"patience must be >= 1, got {config.patience}")
+
+    def run(params, key, hyper: Hyper, x, y, train_idx, val_idx) -> RunResult:
+        hyper = Hyper(*(jnp.asarray(h, jnp.int32 if name == "max_shift" else jnp.float32)
+                        for name, h in zip(Hyper._fields, hyper, strict=True)))
+        n_steps = train_idx.shape[0] // config.batch_size
+        if n_steps == 0:
+            raise ValueError(f"{train_idx.shape[0]} training examples < batch size {config.batch_size}")
+        x_val, y_val = x[val_idx], y[val_idx]
+        x_fit, y_fit = x[train_idx], y[train_idx]
+
+        def one_step(carry, batch_and_key):
+            params, opt_state = carry
+            batch, step_key = batch_and_key
+            params, opt_state, ce = step(params, opt_state, x[batch], y[batch], step_key, hyper)
+            return (params, opt_state), ce
+
+        def one_epoch(carry, epoch_and_key):
+            params, opt_state, best_params, best_loss, best_epoch, stopped = carry
+            epoch, epoch_key = epoch_and_key
+            perm_key, steps_key = jax.random.split(epoch_key)
+            order = jax.random.permutation(perm_key, train_idx)[: n_steps * config.batch_size]
+            step_keys = jax.random.split(steps_key, n_steps)
+            (params, opt_state), _ = jax.lax.scan(
+                one_step, (params, opt_state), (order.reshape(n_steps, config.batch_size), step_keys))
+            train_loss, _ = _eval_loss_accuracy(graphdef, params, x_fit, y_fit)
+            val_loss, val_acc = _eval_loss_accuracy(graphdef, params, x_val, y_val)
+            improved = (val_loss < best_loss) & ~stopped
+            best_params = jax.tree.map(lambda new, old: jnp.where(improved, new, old),
+                                       params, best_params)
+            best_loss = jnp.where(improved, val_loss, best_loss)
+            best_epoch = jnp.where(improved, epoch, best_epoch)
+            stopped = stopped | (epoch - best_epoch >= patience)
+            return ((params, opt_state, best_params, best_loss, best_epoch, stopped),
+                    (train_loss, val_loss, val_acc, stopped))
+
+        carry = (params, tx.init(params), params, jnp.float32(jnp.inf), jnp.int32(0),
+                 jnp.bool_(False))
+        epochs = jnp.arange(config.epochs, dtype=jnp.int32)
+        carry, (train_loss, val_loss, val_acc, stopped) = jax.lax.scan(
+            one_epoch, carry, (epochs, jax.random.split(key, config.epochs)))
+        params, _, best_params, _, best_epoch, _ = carry
+        stop_epoch = jnp.where(stopped.any(), jnp.argmax(stopped), config.epochs - 1)
+        return RunResult(params, best_params, train_loss, val_loss, val_acc, best_epoch,
+                         stop_epoch.astype(jnp.int32))
+
+    return run
+
+
+@functools.cache
+def _evaluator(graphdef: nnx.GraphDef, model_axes: int) -> Callable:
+    fn = functools.partial(_eval_loss_accuracy, graphdef)
+    for _ in range(model_axes):
+        fn = jax.vmap(fn, in_axes=(0, None, None))
+    return jax.jit(fn)
+
+
+def evaluate_params(graphdef: nnx.GraphDef, params, x: np.ndarray, y: np.ndarray, *,
+                    model_axes: int = 0, batch_size: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """Mean cross-entropy and accuracy of the model(s) ``(graphdef, params)`` on all of ``(x, y)``.
+
+    Args:
+        graphdef, params: from ``nnx.split(model)``; ``params`` may carry ``model_axes`` leading
+            axes (e.g. 1 for a stack of seeds or folds).
+        x: ``(N, H, W, C)`` float32; y: ``(N,)`` int32.
+        batch_size: rows per evaluation call (bounds memory). Dropout is off.
+
+    Returns:
+        ``(loss, accuracy)`` as float64 NumPy arrays of the leading shape (scalars when
+        ``model_axes = 0``).
+    """
+    fn = _evaluator(graphdef, model_axes)
+    total_loss, total_acc = 0.0, 0.0
+    for start in range(0, len(x), batch_size):
+        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        loss, acc = fn(params, xb, yb)
+        total_loss = total_loss + np.asarray(loss, np.float64) * len(xb)
+        total_acc = total_acc + np.asarray(acc, np.float64) * len(xb)
+    return total_loss / len(x), total_acc / len(x)
+
+
+# --- several models at once -------------------------------------------------------------------
+
+
+def stack_params(states: Sequence) -> object:
+    """Stack ``nnx.State`` pytrees of identical structure along a new leading (model) axis."""
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+
+
+def unstack_params(params, index: int) -> object:
+    """Model ``index`` of a stack made by :func:`stack_params` (or returned by a vmapped run)."""
+    return jax.tree.map(lambda p: p[index], params)
+
+
+_SEED_AXES = (0, 0, None, None, None, None, None)   # params, key vary; hyper and data shared
+_FOLD_AXES = (0, 0, None, None, None, 0, 0)         # … and each fold has its own rows
+
+
+@functools.cache
+def _vmapped_run(graphdef, tx, config: TrainConfig, in_axes: tuple) -> Callable:
+    return jax.jit(jax.vmap(make_run(graphdef, tx, config), in_axes=in_axes))
+
+
+@functools.cache
+def _single_run(graphdef, tx, config: TrainConfig) -> Callable:
+    return jax.jit(make_run(graphdef, tx, config))
+
+
+def train_seeds(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, config: TrainConfig,
+                params, keys: jax.Array, hyper: Hyper, x, y, train_idx, val_idx) -> RunResult:
+    """Train ``M`` models at once, one per seed: ``jax.jit(jax.vmap(run))`` of :func:`make_run`.
+
+    ``params`` (stacked with :func:`stack_params`) and ``keys`` ``(M,)`` have a leading model axis;
+    ``hyper``, the pool ``x, y`` and the indices are shared. Returns a :class:`RunResult` whose
+    arrays have a leading ``M`` axis. The compiled program is cached per
+    ``(graphdef, tx, config)``: reuse the same ``tx`` object to avoid recompiling.
+    """
+    return _vmapped_run(graphdef, tx, config, _SEED_AXES)(params, keys, hyper, x, y, train_idx,
+                                                           val_idx)
+
+
+def train_folds(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, config: TrainConfig,
+                params, keys: jax.Array, hyper: Hyper, x, y, train_idx, val_idx) -> RunResult:
+    """Train the ``k`` models of k-fold cross-validation at once, in one jitted, vmapped program.
+
+    Args:
+        params: stacked initial parameters, leading axis ``k`` (the same state ``k`` times gives
+            every fold the same start).
+        keys: ``(k,)`` keys.
+        hyper: shared :class:`Hyper` (a Python loop over values does not recompile).
+        x, y: the pool of examples; train_idx ``(k, n_train)``, val_idx ``(k, n_val)`` from
+            :func:`kfold_indices`.
+
+    Returns:
+        :class:`RunResult` with a leading ``k`` axis; ``val_loss[:, e]`` are the k validation
+        estimates after epoch ``e``.
+    """
+    return _vmapped_run(graphdef, tx, config, _FOLD_AXES)(params, keys, hyper, x, y, train_idx,
+                                                           val_idx)
+
+
+def train_folds_loop(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
+                     config: TrainConfig, params, keys: jax.Array, hyper: Hyper, x, y, train_idx,
+                     val_idx) -> RunResult:
+    """:func:`train_folds` computed the plain way: a Python loop of jitted single-fold runs.
+
+    Same arguments and result (stacked along a leading ``k`` axis); the reference that the
+    vmapped version is checked against, and the baseline of its speed-up.
+    """
+    run = _single_run(graphdef, tx, config)
+    results = [run(unstack_params(params, f), keys[f], hyper, x, y, train_idx[f], val_idx[f])
+               for f in range(len(train_idx))]
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *results)
+
+
+# --- early stopping and k-fold splits ---------------------------------------------------------
+
+
+class EarlyStop(NamedTuple):
+    """``best_epoch``: 0-based epoch of the lowest validation loss seen before stopping;
+    ``stop_epoch``: the epoch after which training stops (the last epoch if it never does)."""
+
+    best_epoch: int
+    stop_epoch: int
+
+
+def early_stopping(val_losses: Sequence[float], patience: int) -> EarlyStop:
+    """Prechelt's (1998) patience rule applied to a validation curve.
+
+    Walk through the epochs; stop at the first epoch that is ``patience`` epochs after the best
+    (lowest, first in case of ties) validation loss so far; return the best epoch, whose
+    parameters are the ones to keep. :func:`make_run` applies the same rule inside ``jit``.
+
+    Args:
+        val_losses: validation loss after each epoch (length ≥ 1).
+        patience: epochs without improvement tolerated (≥ 1).
+
+    Raises:
+        ValueError: on an empty curve or ``patience < 1``.
+    """
+    losses = [float(v) for v in val_losses]
+    if not losses:
+        raise ValueError("empty validation curve")
+    if patience < 1:
+        raise ValueError(f"patience must be >= 1, got {patience}")
+    best_epoch, best = 0, float("inf")
+    for epoch, loss in enumerate(losses):
+        if loss < best:
+            best_epoch, best = epoch, loss
+        if epoch - best_epoch >= patience:
+            return EarlyStop(best_epoch, epoch)
+    return EarlyStop(best_epoch, len(losses) - 1)
+
+
+def kfold_indices(n: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``range(n)`` into ``k`` folds after a seeded shuffle, for k-fold cross-validation
+    (Hastie, Tibshirani & Friedman, *The Elements of Statistical Learning*, 2009, §7.10).
+
+    Returns:
+        ``(train_idx, val_idx)``: int32 arrays of shapes ``(k, n - n // k)`` and ``(k, n // k)``.
+        Row ``f`` of ``val_idx`` is fold ``f``; row ``f`` of ``train_idx`` is all the other folds
+        (sorted). The validation rows partition ``range(n)``.
+
+    Raises:
+        ValueError: unless ``2 <= k <= n`` and ``k`` divides ``n`` (equal folds give one array
+            shape, which ``jax.vmap`` needs).
+    """
+    if not 2 <= k <= n:
+        raise ValueError(f"need 2 <= k <= n, got k={k}, n={n}")
+    if n % k:
+        raise ValueError(f"k={k} does not divide n={n}: use n = {n - n % k} examples, or another k")
+    folds = np.random.default_rng(seed).permutation(n).reshape(k, n // k).astype(np.int32)
+    train = np.stack([np.sort(np.concatenate([folds[g] for g in range(k) if g != f]))
+                      for f in range(k)])
+    return train, np.sort(folds, axis=1)
