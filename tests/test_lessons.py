@@ -55,3 +55,38 @@ def test_too_high_learning_rate_learns_nothing_and_fix_learns(digits):
     assert stuck_accuracy < 0.2
     _, fixed_test_loss, fixed_accuracy = results[1e-3]
     assert fixed_accuracy > 0.85 and fixed_test_loss < 1.0
+
+
+def test_article_f1_formula_is_not_f1(digits):
+    """The article's F1 uses accuracy (准确率) where precision (精确率) belongs; they differ.
+
+    On an imbalanced real task (digit 0 vs rest, 10% positives) a classifier that flags too much
+    keeps a high accuracy (the many true negatives) while its precision collapses, so the
+    article's formula reports more than twice its real F1 (which equals scikit-learn's).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score as sk_f1
+
+    from lmcourse import metrics
+
+    y_true = (digits.y_test == 0).astype(int)                  # 100 positives of 1,000
+    classifier = LogisticRegression(max_iter=300).fit(
+        digits.x_train.reshape(len(digits.x_train), -1) / 255.0, digits.y_train == 0)
+    p_zero = classifier.predict_proba(digits.x_test.reshape(len(y_true), -1) / 255.0)[:, 1]
+    careful = (p_zero >= 0.5).astype(int)                     # the classifier's own decision
+    flags_everything = (p_zero >= 1e-6).astype(int)           # flags far too much
+
+    def article_f1(y, p):                                     # 2·Acc·R / (Acc + R): wrong
+        acc, rec = metrics.accuracy(y, p), metrics.recall(y, p)
+        return 2 * acc * rec / (acc + rec)
+
+    def f1_from_precision(y, p):                              # 2·P·R / (P + R): right
+        prec, rec = metrics.precision(y, p), metrics.recall(y, p)
+        return 2 * prec * rec / (prec + rec)
+
+    for y_pred in (careful, flags_everything):
+        assert metrics.f1_score(y_true, y_pred) == pytest.approx(sk_f1(y_true, y_pred), abs=1e-12)
+        assert f1_from_precision(y_true, y_pred) == pytest.approx(sk_f1(y_true, y_pred), abs=1e-12)
+    # Flagging 80% of the images: accuracy stays high thanks to the true negatives, precision
+    # collapses, so the article's formula more than doubles the real F1.
+    assert article_f1(y_true, flags_everything) > 2 * sk_f1(y_true, flags_everything)
