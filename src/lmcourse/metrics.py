@@ -121,25 +121,36 @@ def _check_mix(a: np.ndarray, b: np.ndarray) -> None:
         raise ValueError(f"labels mix strings and numbers ({a.dtype} and {b.dtype}); use one type")
 
 
+def _small_int_offsets(a: np.ndarray, b: np.ndarray
+                       ) -> tuple[int, int, np.ndarray, np.ndarray] | None:
+    """For integer (or bool) labels spanning fewer than ``_LUT_MAX`` values: ``(lo, span, a - lo,
+    b - lo)`` as ``intp`` arrays, ready for ``bincount``; ``None`` for any other labels."""
+    if not (a.dtype.kind in "biu" and b.dtype.kind in "biu"):
+        return None
+    lo = min(int(a.min()), int(b.min()))
+    hi = max(int(a.max()), int(b.max()))
+    if hi - lo >= _LUT_MAX or abs(lo) >= 2**62 or abs(hi) >= 2**62:
+        return None
+    ia = a.astype(np.intp, copy=False) - lo if lo else a.astype(np.intp, copy=False)
+    ib = b.astype(np.intp, copy=False) - lo if lo else b.astype(np.intp, copy=False)
+    return lo, hi - lo + 1, ia, ib
+
+
 def _encode(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sorted union of the labels of ``a`` and ``b`` and both arrays as indices into it.
 
     Integer labels spanning a small range use a lookup table (linear time); others ``np.unique``.
     """
     _check_mix(a, b)
-    if a.dtype.kind in "biu" and b.dtype.kind in "biu":
-        lo = min(int(a.min()), int(b.min()))
-        hi = max(int(a.max()), int(b.max()))
-        if hi - lo < _LUT_MAX and abs(lo) < 2**62 and abs(hi) < 2**62:
-            span = hi - lo + 1
-            ia = a.astype(np.intp) - lo if lo else a.astype(np.intp)
-            ib = b.astype(np.intp) - lo if lo else b.astype(np.intp)
-            present = (np.bincount(ia, minlength=span) + np.bincount(ib, minlength=span)) > 0
-            lut = np.cumsum(present) - 1
-            classes = np.flatnonzero(present) + lo
-            if a.dtype.kind == "b" and b.dtype.kind == "b":
-                classes = classes.astype(bool)
-            return classes, lut[ia], lut[ib]
+    small = _small_int_offsets(a, b)
+    if small is not None:
+        lo, span, ia, ib = small
+        present = (np.bincount(ia, minlength=span) + np.bincount(ib, minlength=span)) > 0
+        lut = np.cumsum(present) - 1
+        classes = np.flatnonzero(present) + lo
+        if a.dtype.kind == "b" and b.dtype.kind == "b":
+            classes = classes.astype(bool)
+        return classes, lut[ia], lut[ib]
     classes, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
     return classes, inverse[: len(a)], inverse[len(a):]
 
@@ -150,21 +161,17 @@ def _class_counts(a: np.ndarray, b: np.ndarray
     and ``b == label``. Integer labels in a small range are counted in place with ``bincount``
     (no sort, no encoded copies); others are encoded with :func:`_encode` first."""
     _check_mix(a, b)
-    if a.dtype.kind in "biu" and b.dtype.kind in "biu":
-        lo = min(int(a.min()), int(b.min()))
-        hi = max(int(a.max()), int(b.max()))
-        if hi - lo < _LUT_MAX and abs(lo) < 2**62 and abs(hi) < 2**62:
-            span = hi - lo + 1
-            ia = a.astype(np.intp, copy=False) - lo if lo else a.astype(np.intp, copy=False)
-            ib = b.astype(np.intp, copy=False) - lo if lo else b.astype(np.intp, copy=False)
-            true_raw = np.bincount(ia, minlength=span)
-            pred_raw = np.bincount(ib, minlength=span)
-            tp_raw = np.bincount(ia[ia == ib], minlength=span)
-            present = np.flatnonzero(true_raw + pred_raw)
-            classes = present + lo
-            if a.dtype.kind == "b" and b.dtype.kind == "b":
-                classes = classes.astype(bool)
-            return classes, tp_raw[present], true_raw[present], pred_raw[present]
+    small = _small_int_offsets(a, b)
+    if small is not None:
+        lo, span, ia, ib = small
+        true_raw = np.bincount(ia, minlength=span)
+        pred_raw = np.bincount(ib, minlength=span)
+        tp_raw = np.bincount(ia[ia == ib], minlength=span)
+        present = np.flatnonzero(true_raw + pred_raw)
+        classes = present + lo
+        if a.dtype.kind == "b" and b.dtype.kind == "b":
+            classes = classes.astype(bool)
+        return classes, tp_raw[present], true_raw[present], pred_raw[present]
     classes, ti, pi = _encode(a, b)
     k = len(classes)
     return (classes, np.bincount(ti[ti == pi], minlength=k), np.bincount(ti, minlength=k),
