@@ -126,6 +126,11 @@ def test_minilm_matches_sentence_transformers(minilm):
     # Batching (padding to the longest sentence) changes nothing: one sentence at a time agrees.
     alone = np.concatenate([encode(model, tokenizer, [s]) for s in sentences[:3]])
     assert np.abs(alone - ref["embeddings"][:3]).max() <= 1e-5
+    # Length-sorted fixed-shape batches (a partial last batch padded with empty rows): same result.
+    batched = encode(model, tokenizer, sentences, batch_size=8, pad_multiple=16)
+    assert np.abs(batched - ref["embeddings"]).max() <= 1e-5
+    with pytest.raises(ValueError, match="batch_size"):
+        encode(model, tokenizer, sentences, batch_size=0)
 
 
 def test_minilm_parameter_count(minilm):

@@ -94,12 +94,40 @@ def test_mf_loss_decreases_and_beats_biases_on_real_subset(ml):
     test = rng.random(len(r)) < 0.2
     args = (u[~test], i[~test], r[~test], ml.n_users, ml.n_movies)
     bias = R.fit_biases(*args, lam_movie=5, lam_user=5, n_sweeps=10)
-    params, hist = R.train_mf(*args, k=16, lam=8.0, lr=0.02, steps=120)
-    assert hist["loss"][-1] < 0.9 * hist["loss"][0]
-    assert np.all(np.diff(hist["loss"][20:]) < 1e-4)                 # settles monotonically
+    params, hist = R.train_mf(*args, k=16, lam=8.0, learning_rate=0.01, epochs=12,
+                              batch_size=1024)
+    per_epoch = np.asarray(hist["loss"]).reshape(12, -1).mean(axis=1)
+    assert per_epoch[-1] < 0.9 * per_epoch[0]
+    assert np.all(np.diff(per_epoch[4:]) < 2e-3)                     # settles, no divergence
+    assert hist["compile_s"] > 0 and hist["train_s"] > 0
     mf_rmse = R.rmse(r[test], np.clip(R.mf_predict(params, u[test], i[test]), 0.5, 5))
     bias_rmse = R.rmse(r[test], bias.predict(u[test], i[test]))
     assert mf_rmse < bias_rmse - 0.01, (mf_rmse, bias_rmse)
+
+
+def test_mf_batch_loss_on_all_ratings_is_the_full_objective(ml):
+    import jax
+    rows = np.arange(2000)
+    u, i, r = ml.user[rows], ml.movie[rows], ml.rating[rows].astype(np.float32)
+    kp, kq = jax.random.split(jax.random.key(0))
+    params = {"mu": np.float32(3.5), "b_user": np.linspace(-1, 1, ml.n_users, dtype=np.float32),
+              "b_movie": np.zeros(ml.n_movies, np.float32),
+              "P": np.asarray(jax.random.normal(kp, (ml.n_users, 4))),
+              "Q": np.asarray(jax.random.normal(kq, (ml.n_movies, 4)))}
+    full = R.mf_loss(params, u, i, r, 3.0)
+    np.testing.assert_allclose(R.mf_batch_loss(params, u, i, r, 3.0, len(r)), full, rtol=1e-6)
+    # the mean of batch losses over a partition into equal batches is the full objective too
+    halves = [R.mf_batch_loss(params, u[s], i[s], r[s], 3.0, len(r))
+              for s in (slice(0, 1000), slice(1000, 2000))]
+    np.testing.assert_allclose(np.mean(halves), full, rtol=1e-5)
+
+
+def test_train_mf_rejects_bad_batch_size(ml):
+    args = (ml.user[:100], ml.movie[:100], ml.rating[:100], ml.n_users, ml.n_movies)
+    with pytest.raises(ValueError, match="batch_size"):
+        R.train_mf(*args, batch_size=1000)
+    with pytest.raises(ValueError, match="epochs"):
+        R.train_mf(*args, batch_size=10, epochs=0)
 
 
 def test_ranking_report_hand_example():
@@ -130,6 +158,45 @@ def test_content_model_scores_unrated_movie(ml):
     assert pred.shape == (2000,) and np.all((pred >= 0.5) & (pred <= 5))
     assert R.rmse(ml.rating[sub], pred) < R.rmse(ml.rating[sub], b.predict(ml.user[sub],
                                                                             ml.movie[sub]))
+
+
+def test_content_model_dense_equals_sparse_and_ignores_negative_similarity(ml):
+    from scipy import sparse
+    x = R.tfidf_features(ml.titles, ml.genres, ml.years)
+    tr, te = rating_split(ml)
+    args = (ml.user[tr], ml.movie[tr], ml.rating[tr])
+    b = R.fit_biases(*args, ml.n_users, ml.n_movies, lam_movie=3, lam_user=3)
+    sub = te[:500]
+    sparse_model = R.ContentModel(x, b, *args, ml.n_users, power=2)
+    dense_model = R.ContentModel(x.toarray(), b, *args, ml.n_users, power=2)
+    np.testing.assert_allclose(dense_model.predict(ml.user[sub], ml.movie[sub]),
+                               sparse_model.predict(ml.user[sub], ml.movie[sub]), atol=1e-10)
+    # Flipping the sign of all features leaves every similarity unchanged, while a movie whose
+    # features are the negation of another's gets weight 0, not -1.
+    flipped = R.ContentModel(-x.toarray(), b, *args, ml.n_users, power=2)
+    np.testing.assert_allclose(flipped.predict(ml.user[sub], ml.movie[sub]),
+                               sparse_model.predict(ml.user[sub], ml.movie[sub]), atol=1e-10)
+    feats = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]])
+    base = R.fit_biases([0, 0], [1, 2], [5.0, 1.0], 1, 3)
+    m = R.ContentModel(sparse.csr_matrix(feats), base, [0, 0], [1, 2], [5.0, 1.0], 1, alpha=0.0)
+    # movie 0 is the opposite of movie 1 and orthogonal to movie 2: no similar movie rated, so
+    # the prediction is the baseline, not pushed the wrong way by the negative similarity
+    num, den = m._similarity_sums(np.array([0]), np.array([0]))
+    assert num[0] == 0.0 and den[0] == 0.0
+
+
+def test_movie_sentences_and_embedding_features():
+    out = R.movie_sentences(["Toy Story", "Heat (1995)", "X"],
+                            ["Adventure|Animation", "Crime", "(no genres listed)"],
+                            [1995.0, 1995.0, float("nan")])
+    assert out == ["Toy Story (1995). Genres: Adventure, Animation.",
+                   "Heat (1995). Genres: Crime.", "X."]
+    e = np.random.default_rng(0).normal(size=(50, 8)) + 3.0            # all pointing one way
+    f = R.embedding_features(e)
+    assert f.shape == (50, 8) and f.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(f, axis=1), 1.0, rtol=1e-5)
+    assert np.mean(f @ f.T) < 0.1 < np.mean((e / np.linalg.norm(e, axis=1, keepdims=True))
+                                            @ (e / np.linalg.norm(e, axis=1, keepdims=True)).T)
 
 
 def test_neumf_trains_and_predicts(ml):

@@ -225,12 +225,44 @@ def _embed(model: Bert, input_ids, attention_mask, token_type_ids):
     return l2_normalize(mean_pool(hidden, attention_mask))
 
 
-def encode(model: Bert, tokenizer, sentences: list[str]) -> np.ndarray:
+def encode(model: Bert, tokenizer, sentences: list[str], *, batch_size: int | None = None,
+           pad_multiple: int = 8) -> np.ndarray:
     """Sentence embeddings as sentence-transformers computes them: mean pooling, L2 norm.
 
+    Args:
+        model, tokenizer: from :func:`load_minilm`.
+        sentences: ``B`` strings.
+        batch_size: ``None`` encodes all sentences in one batch (fine for a few dozen). Otherwise
+            the sentences are sorted by length and encoded ``batch_size`` at a time, each batch
+            padded to a multiple of ``pad_multiple`` tokens so that only a few shapes get
+            compiled; padding is masked out, so the result is the same (to float rounding).
+
     Returns:
-        float32 ``(B, d)`` with unit rows, so ``emb @ emb.T`` is the cosine similarity.
+        float32 ``(B, d)`` with unit rows, in the order of ``sentences``, so ``emb @ emb.T`` is
+        the cosine similarity.
+
+    Raises:
+        ValueError: if ``batch_size`` or ``pad_multiple`` is not positive.
     """
-    batch = tokenize(tokenizer, sentences)
-    return np.asarray(_embed(model, batch["input_ids"], batch["attention_mask"],
-                             batch["token_type_ids"]))
+    sentences = list(sentences)
+    if batch_size is None:
+        batch = tokenize(tokenizer, sentences)
+        return np.asarray(_embed(model, batch["input_ids"], batch["attention_mask"],
+                                 batch["token_type_ids"]))
+    if batch_size < 1 or pad_multiple < 1:
+        raise ValueError(f"batch_size and pad_multiple must be positive, got {batch_size} "
+                         f"and {pad_multiple}")
+    lengths = np.array([len(e.ids) for e in tokenizer.encode_batch(sentences)])
+    order = np.argsort(lengths, kind="stable")
+    out = np.zeros((len(sentences), model.config.hidden_size), np.float32)
+    for start in range(0, len(sentences), batch_size):
+        rows = order[start:start + batch_size]
+        batch = tokenize(tokenizer, [sentences[r] for r in rows])
+        width = batch["input_ids"].shape[1]
+        extra = (-width) % pad_multiple
+        padded = {name: np.pad(a, ((0, batch_size - len(rows)), (0, extra)))
+                  for name, a in batch.items()}               # fixed (batch_size, L) shapes
+        emb = _embed(model, padded["input_ids"], padded["attention_mask"],
+                     padded["token_type_ids"])
+        out[rows] = np.asarray(emb)[: len(rows)]
+    return out
