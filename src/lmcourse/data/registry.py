@@ -110,3 +110,21 @@ FASHION_MNIST = Dataset(
 )
 
 REGISTRY: dict[str, Dataset] = {d.name: d for d in (MNIST, FASHION_MNIST)}
+
+# The four human-rated corpora of the VADER paper (chapter 06). They come inside an archive
+# (hutto_ICWSM_2014.tar.gz: official GitHub repository, or the vaderSentiment==3.3.2 sdist on PyPI),
+# which lmcourse.data.vader.ensure_vader unpacks and then installs through ensure_files.
+VADER = Dataset(
+    name="vader",
+    files=(
+        DataFile("tweets_GroundTruth.txt", "dfbe7102e2f92579ed8b19df9a3822491880697c67adf712fb66e520cc05102f", 389_886),
+        DataFile("movieReviewSnippets_GroundTruth.txt", "c8293b0d942e90e223ea2c0955d969040d1a1be514a978b9af0698940bd13350", 1_383_098),
+        DataFile("amazonReviewSnippets_GroundTruth.txt", "11a9807a0974a2506a2d3b4851eaf69b3d6d20688ce4923adda2312a4f6dd6c2", 373_157),
+        DataFile("nytEditorialSnippets_GroundTruth.txt", "7d8fbcce7dde5d716da53e78f4ef4be6b706e9ef1e1d51887e6d0ad4b69cc27e", 607_629),
+    ),
+    sources=(),
+    homepage="https://github.com/cjhutto/vaderSentiment",
+    citation="Hutto & Gilbert (2014), VADER: A Parsimonious Rule-based Model for Sentiment Analysis of Social Media Text. ICWSM-14.",
+    class_names=("negative", "neutral", "positive"),
+)
+REGISTRY[VADER.name] = VADER
