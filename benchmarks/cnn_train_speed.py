@@ -1,36 +1,38 @@
-"""CPU training speed of the chapter-03 CNN: Flax NNX (as the course runs it) against PyTorch.
+"""CPU training speed of the chapter-03 CNN: Flax NNX (as the course runs it) against PyTorch and Keras.
 
 Every variant trains the same network (Conv32 3x3 VALID - 2x2 max pool - Conv64 - pool - Conv64 -
 Flatten - Dense64 - Dense10, ReLU; 93,322 parameters) for the same number of steps on the same
 real MNIST batches (batch 128, Adam 1e-3, float32), each in its own subprocess: XLA flags must be
 set before JAX starts its backend, and one process's memory must not count for another. Variants
-run in alternation (JAX, PyTorch, JAX, PyTorch, the order rotated every round) for several rounds;
-the table gives the median over rounds.
+run in alternation (JAX, PyTorch, Keras, JAX, ..., the order rotated every round) for several
+rounds; the table gives the median over rounds.
 
-Variants (``--variants``; the first four run by default, ``all`` adds the extras):
+Variants (``--variants``; the default set below, ``all`` adds the JAX ablations):
 
 * ``jax-course``: ``lmcourse.training.train_step`` on ``lmcourse.models.CNN`` exactly as the
-  course runs it: ``import lmcourse`` adds the CPU flag to ``XLA_FLAGS`` and the pool is the
-  reshape + max ``max_pool_2x2``.
-* ``jax-default``: the same step with ``LMCOURSE_XLA_TUNING=0`` (no flag) and ``nnx.max_pool``
-  (``lax.reduce_window``, whose backward pass is XLA's select-and-scatter): plain JAX/Flax.
-* ``torch-eager``: the same architecture in PyTorch (NCHW, its default initialisation), 2 threads.
-* ``torch-compile``: ``torch.compile(model)`` of the same; a failure is caught and reported.
-* extras: ``jax-flag-only`` (flag, ``nnx.max_pool``), ``jax-pool-only`` (no flag, reshape pool),
-  ``torch-channels-last`` (eager with ``torch.channels_last`` tensors).
+  course runs it: ``import lmcourse`` adds the CPU flag to ``XLA_FLAGS``, the pool is
+  ``max_pool_2x2`` (``reduce_window`` forward, ``jax.custom_vjp`` mask backward) and conv1 is
+  ``conv_few_channels`` (shifted products when training).
+* ``jax-before``: the course before these fixes (flag, reshape + max pool, plain conv1).
+* ``jax-default``: no flag, ``nnx.max_pool`` and ``nnx.Conv``: plain JAX/Flax.
+* ``torch-eager``, ``torch-channels-last``, ``torch-compile``: the same architecture in PyTorch
+  (its default initialisation), 2 threads; a failing ``torch.compile`` is caught and reported.
+* ``keras-step`` (a ``tf.function`` train step) and ``keras-fit`` (``model.fit``): Keras 3 on
+  TensorFlow; reported as failed when TensorFlow is not installed.
+* ablations: ``jax-pool-only``, ``jax-conv1-only``, ``jax-no-flag``, ``jax-flag-only``,
+  ``jax-reshape-pool`` (see ``JAX_VARIANTS``).
 
 Timed: ``--steps`` training steps after ``--warmup`` untimed ones (the first one compiles), then
 inference at batch 1000 on test images (``--infer-batches`` batches after one untimed call).
 Reported per variant: median training images/s and inference images/s, their ratio to
 ``torch-eager``, the spread between rounds, the first-step time (compilation), the mean loss of
-the last 20 steps (a sanity check: the two JAX variants start from the same weights and see the
-same batches, so their losses should agree closely), and the peak RSS of the process
-(``resource.getrusage``).
+the last 20 steps (a sanity check: the JAX variants start from the same weights and see the same
+batches, so their losses agree closely), and the peak RSS of the process (``resource.getrusage``).
 
 Usage::
 
     pip install -r benchmarks/requirements.txt
-    python benchmarks/cnn_train_speed.py                      # about 3 minutes on 2 idle cores
+    python benchmarks/cnn_train_speed.py                      # about 5 minutes on 2 idle cores
     python benchmarks/cnn_train_speed.py --steps 100 --rounds 2 --json out.json
     python benchmarks/cnn_train_speed.py --variants all
 """
@@ -50,21 +52,32 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-DEFAULT_VARIANTS = ["jax-course", "torch-eager", "jax-default", "torch-compile"]
-EXTRA_VARIANTS = ["jax-flag-only", "torch-channels-last", "jax-pool-only"]
+DEFAULT_VARIANTS = ["jax-course", "torch-eager", "jax-before", "keras-step", "jax-default",
+                    "torch-channels-last", "keras-fit", "torch-compile"]
+EXTRA_VARIANTS = ["jax-pool-only", "jax-conv1-only", "jax-no-flag", "jax-flag-only",
+                  "jax-reshape-pool"]
 BASELINE = "torch-eager"
 COURSE_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
 BATCH = 128
 INFER_BATCH = 1000
 TORCH_THREADS = 2
 
-# variant -> (framework, XLA flag from lmcourse on, reshape pool)
+# variant -> (XLA flag from lmcourse on, pool, conv1):
+#   pool "vjp" = lmcourse.models.cnn.max_pool_2x2 (reduce_window forward, mask backward),
+#        "reshape" = reshape + max (the course before this benchmark's fixes),
+#        "flax" = nnx.max_pool (reduce_window forward, select-and-scatter backward);
+#   conv1 "shifted" = lmcourse.models.cnn.conv_few_channels, "lax" = nnx.Conv's default.
 JAX_VARIANTS = {
-    "jax-course": (True, True),
-    "jax-default": (False, False),
-    "jax-flag-only": (True, False),
-    "jax-pool-only": (False, True),
+    "jax-course": (True, "vjp", "shifted"),
+    "jax-before": (True, "reshape", "lax"),
+    "jax-default": (False, "flax", "lax"),
+    "jax-pool-only": (True, "vjp", "lax"),
+    "jax-conv1-only": (True, "reshape", "shifted"),
+    "jax-no-flag": (False, "vjp", "shifted"),
+    "jax-flag-only": (True, "flax", "lax"),
+    "jax-reshape-pool": (False, "reshape", "lax"),
 }
+KERAS_VARIANTS = ("keras-step", "keras-fit")
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,18 +129,30 @@ def _run_jax(variant: str, args: argparse.Namespace) -> dict:
     from flax import nnx
 
     from lmcourse.compat import make_optimizer
-    from lmcourse.models.cnn import CNN, count_params
+    from lmcourse.models.cnn import CNN, count_params, max_pool_2x2
     from lmcourse.training import to_float_images, train_step
 
-    _, reshape_pool = JAX_VARIANTS[variant]
+    _, pool_kind, conv1_kind = JAX_VARIANTS[variant]
 
-    class FlaxPoolCNN(CNN):
-        """The course CNN with Flax's ``nnx.max_pool`` (``lax.reduce_window``) as the pool."""
+    def reshape_pool(v: jax.Array) -> jax.Array:
+        """The course's pool before the fixes: reshape to 2×2 windows and ``max`` over them."""
+        n, h, w, c = v.shape
+        v = v[:, : h - h % 2, : w - w % 2, :]
+        return v.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+    pools = {"vjp": max_pool_2x2, "reshape": reshape_pool,
+             "flax": lambda v: nnx.max_pool(v, (2, 2), strides=(2, 2), padding="VALID")}
+
+    class VariantCNN(CNN):
+        """The course CNN (same parameters, same initialisation) with a chosen pool and conv1."""
+
+        def __init__(self, rngs: nnx.Rngs):
+            super().__init__(rngs)
+            if conv1_kind == "lax":  # nnx.Conv's default convolution; same parameters
+                self.conv1.conv_general_dilated = jax.lax.conv_general_dilated
 
         def __call__(self, x: jax.Array) -> jax.Array:
-            def pool(v):
-                return nnx.max_pool(v, (2, 2), strides=(2, 2), padding="VALID")
-
+            pool = pools[pool_kind]
             x = pool(nnx.relu(self.conv1(x)))
             x = pool(nnx.relu(self.conv2(x)))
             x = nnx.relu(self.conv3(x))
@@ -138,7 +163,7 @@ def _run_jax(variant: str, args: argparse.Namespace) -> dict:
     x_train, y_train, x_test, idx = _load_data(args.seed, args.warmup + args.steps,
                                                to_float_images)
     t_build = time.perf_counter()
-    model = (CNN if reshape_pool else FlaxPoolCNN)(nnx.Rngs(args.seed))
+    model = VariantCNN(nnx.Rngs(args.seed))
     optimizer = make_optimizer(model, optax.adam(1e-3))
     build_s = time.perf_counter() - t_build
 
@@ -255,10 +280,92 @@ def _run_torch(variant: str, args: argparse.Namespace) -> dict:
     }
 
 
+
+def _run_keras(variant: str, args: argparse.Namespace) -> dict:
+    """Keras 3 on TensorFlow: a ``tf.function`` train step (``keras-step``) or ``model.fit``."""
+    t_start = time.perf_counter()
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(args.seed)
+    x_train, y_train, x_test, idx = _load_data(args.seed, args.warmup + args.steps)
+
+    t_build = time.perf_counter()
+    layers = keras.layers
+    model = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(2),
+        layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(2),
+        layers.Conv2D(64, 3, activation="relu"), layers.Flatten(),
+        layers.Dense(64, activation="relu"), layers.Dense(10)])
+    optimizer = keras.optimizers.Adam(1e-3)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    build_s = time.perf_counter() - t_build
+
+    losses = []
+    if variant == "keras-step":
+        @tf.function
+        def step(x, y):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(y, model(x, training=True))
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+            return loss
+
+        t0 = time.perf_counter()
+        for i in idx[:args.warmup]:
+            losses.append(float(step(x_train[i], y_train[i])))
+            if len(losses) == 1:
+                first_step_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        out = [step(x_train[i], y_train[i]) for i in idx[args.warmup:]]
+        losses += [float(v) for v in out]  # TF runs eagerly-synchronously: values are ready
+        train_s = time.perf_counter() - t0
+    else:  # model.fit over exactly the same batches, in order (shuffle=False)
+        model.compile(optimizer=optimizer, loss=loss_fn)
+
+        def fit(batch_idx):
+            order = np.concatenate(batch_idx)
+            model.fit(x_train[order], y_train[order], batch_size=BATCH, epochs=1,
+                      shuffle=False, verbose=0)
+
+        t0 = time.perf_counter()
+        fit(idx[:1])
+        first_step_s = time.perf_counter() - t0
+        if args.warmup > 1:
+            fit(idx[1:args.warmup])
+        t0 = time.perf_counter()
+        fit(idx[args.warmup:])
+        train_s = time.perf_counter() - t0
+        # fit's logs hold a running mean over the call; for the sanity column use the loss of
+        # the trained model on the last 20 training batches instead.
+        last = np.concatenate(idx[-20:])
+        losses = [float(loss_fn(y_train[last], model(x_train[last], training=False)))]
+
+    infer = tf.function(lambda x: model(x, training=False))
+    infer(x_test[:INFER_BATCH])
+    t0 = time.perf_counter()
+    for b in range(args.infer_batches):
+        start = (b * INFER_BATCH) % (len(x_test) - INFER_BATCH + 1)
+        out = infer(x_test[start:start + INFER_BATCH])
+    out.numpy()
+    infer_s = time.perf_counter() - t0
+
+    return {
+        "params": int(model.count_params()), "threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "build_s": build_s, "first_step_s": first_step_s, "train_s": train_s,
+        "infer_s": infer_s, "losses": losses, "startup_s": t_build - t_start,
+    }
+
+
 def worker(variant: str, args: argparse.Namespace) -> None:
     """Run one variant and write its measurements (or its error) as JSON to ``args.result``."""
     try:
-        run = _run_jax if variant in JAX_VARIANTS else _run_torch
+        run = (_run_jax if variant in JAX_VARIANTS
+               else _run_keras if variant in KERAS_VARIANTS else _run_torch)
         result = run(variant, args)
         losses = result.pop("losses")
         result["final_loss"] = sum(losses[-20:]) / len(losses[-20:])
@@ -280,7 +387,7 @@ def _env_for(variant: str) -> dict:
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     if variant in JAX_VARIANTS:
-        flag_on, _ = JAX_VARIANTS[variant]
+        flag_on = JAX_VARIANTS[variant][0]
         # Start from the user's XLA_FLAGS without the course flag; lmcourse adds it back if on.
         flags = " ".join(f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(
             COURSE_FLAG.split("=")[0]))
@@ -294,7 +401,8 @@ def _env_for(variant: str) -> dict:
 
 def _versions() -> dict:
     out = {"python": platform.python_version()}
-    for pkg in ("jax", "jaxlib", "flax", "optax", "torch", "numpy"):
+    for pkg in ("jax", "jaxlib", "flax", "optax", "torch", "tensorflow-cpu", "tensorflow",
+                "keras", "numpy", "ml_dtypes", "protobuf"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -393,7 +501,7 @@ def print_table(variants: list[str], summary: dict[str, dict]) -> None:
             print(f"{'':<20} ({s['rounds_failed']} round(s) failed: {s['error']})")
     for v in variants:
         if summary[v].get("children_peak_rss_mb"):
-            print(f"{v}: its subprocesses (e.g. torch.compile's compile workers) peaked at "
+            print(f"{v}: its child processes (torch.compile workers, tools TensorFlow runs) peaked at "
                   f"{summary[v]['children_peak_rss_mb']:,.0f} MB on top")
 
 
@@ -428,14 +536,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [v for v in variants if v not in known]
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; known: {known}")
-    # Alternate frameworks within a round: JAX, PyTorch, JAX, PyTorch, ...
-    jax_v = [v for v in variants if v in JAX_VARIANTS]
-    torch_v = [v for v in variants if v not in JAX_VARIANTS]
-    order = [v for pair in zip(jax_v, torch_v, strict=False) for v in pair]
-    order += jax_v[len(torch_v):] + torch_v[len(jax_v):]
+    # Alternate frameworks within a round: JAX, PyTorch, Keras, JAX, PyTorch, Keras, ...
+    groups = [[v for v in variants if v in JAX_VARIANTS],
+              [v for v in variants if v not in JAX_VARIANTS and v not in KERAS_VARIANTS],
+              [v for v in variants if v in KERAS_VARIANTS]]
+    order = [g[i] for i in range(max(map(len, groups))) for g in groups if i < len(g)]
 
     versions, machine = _versions(), _machine()
-    print("versions:", ", ".join(f"{k} {v}" for k, v in versions.items()))
+    print("versions:", ", ".join(f"{k} {v}" for k, v in versions.items() if v))
     print(f"machine:  {machine['cpu_model']}, {machine['cpus_usable']} usable CPU(s), "
           f"ISA {' '.join(machine.get('isa', []))}; {machine['platform']}")
     load_start = os.getloadavg()

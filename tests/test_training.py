@@ -181,7 +181,10 @@ def test_train_step_matches_hand_written_update(real_batch):
     loss = train_step(model, optimizer, x, y)
     assert abs(float(loss) - float(loss_ref)) < 1e-6
     after = params_of(model)
-    assert_trees_close(after, expected, atol=1e-6)
+    # 1% of Adam's first step (lr = 1e-3 per weight): Adam's first update is lr·g/(|g| + eps), so
+    # a weight whose gradient is near eps = 1e-8 turns float32 rounding differences between two
+    # compilations of the same gradient into update differences of ~1e-6.
+    assert_trees_close(after, expected, atol=1e-5)
     # the step really moved every kernel (Adam's first step is ≈ lr per weight)
     for name in ("conv1", "conv2", "conv3", "dense1", "dense2"):
         moved = np.abs(after[name]["kernel"] - before[name]["kernel"]).max()
