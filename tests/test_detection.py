@@ -15,8 +15,11 @@ from lmcourse.detection import (
     centernet_targets,
     decode,
     gaussian_radius,
+    grad_cam,
     hflip,
     nms,
+    nms_across_classes,
+    postprocess,
     random_translate,
     saliency_map,
     translate,
@@ -91,6 +94,45 @@ def test_nms_suppresses_overlaps_and_keeps_classes_apart():
     assert len(nms(np.zeros((0, 4)), np.zeros(0))) == 0
 
 
+def test_class_agnostic_nms_keeps_one_class_per_object():
+    """One digit boxed as both a 3 (0.8) and a 5 (0.6): per-class NMS keeps both boxes,
+    class-agnostic NMS only the 3; a distant box of another class survives either way, and
+    boxes overlapping with IoU at or below the threshold are never suppressed."""
+    boxes = np.array([[10, 10, 30, 40], [11, 10, 31, 40], [40, 40, 60, 60], [10, 10, 30, 40]], float)
+    scores = np.array([0.8, 0.6, 0.7, 0.5])
+    classes = np.array([3, 5, 5, 3])
+    np.testing.assert_array_equal(batched_nms(boxes, scores, classes, 0.5), [0, 2, 1])
+    np.testing.assert_array_equal(nms_across_classes(boxes, scores, classes, 0.5), [0, 2])
+    # IoU of boxes 0 and 1 is 19·30 / (2·600 − 570) = 0.905: kept apart only above it
+    np.testing.assert_array_equal(nms_across_classes(boxes, scores, classes, 0.95), [0, 2, 1])
+    with pytest.raises(ValueError, match="classes"):
+        nms_across_classes(boxes, scores, classes[:3])
+    # through postprocess: batches, score threshold and clipping as before
+    out_pc, out_ag = (postprocess(boxes[None], scores[None], classes[None], score_threshold=0.55,
+                                  image_size=50, class_agnostic=ag) for ag in (False, True))
+    np.testing.assert_array_equal(out_pc[0][2], [3, 5, 5])
+    np.testing.assert_array_equal(out_ag[0][2], [3, 5])
+    np.testing.assert_array_equal(out_ag[0][0][1], [40, 40, 50, 50])
+
+
+def test_class_agnostic_nms_on_random_boxes_is_nms_ignoring_classes():
+    """Kept boxes of any classes never overlap above the threshold; every dropped box overlaps
+    a kept box of higher (or equal, earlier) score, of any class; fewer boxes than per class."""
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, 50, (150, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 30, (150, 2))], axis=1)
+    scores, classes = rng.uniform(0, 1, 150), rng.integers(0, 4, 150)
+    iou = box_iou(boxes, boxes)
+    for thr in (0.3, 0.5, 0.7):
+        keep = nms_across_classes(boxes, scores, classes, thr)
+        sub = iou[np.ix_(keep, keep)]
+        np.fill_diagonal(sub, 0)
+        assert sub.max() <= thr and (np.diff(scores[keep]) <= 0).all()
+        for d in np.setdiff1d(np.arange(150), keep):
+            assert ((iou[d, keep] > thr) & (scores[keep] >= scores[d])).any()
+        assert len(keep) < len(batched_nms(boxes, scores, classes, thr))
+
+
 def test_nms_definition_on_random_boxes():
     """Kept boxes never overlap above the threshold; every dropped box overlaps a kept box of
     higher (or equal, earlier) score above it; the kept list is sorted by score."""
@@ -157,6 +199,18 @@ def test_saliency_map_is_the_input_gradient():
     sal = saliency_map(lambda x: jnp.sum(w * x), jnp.ones((2, 3, 2)))
     np.testing.assert_allclose(sal, np.abs(np.asarray(w)).max(axis=-1))
     assert sal.shape == (2, 3)
+
+
+def test_grad_cam_weights_channels_by_their_mean_gradient():
+    """Two channels, a linear head S = Σ w·A: α_k is the spatial mean of w_k, and the map is
+    ReLU(Σ_k α_k A_k), resized from the 2×2 activation grid to the 4×4 image."""
+    acts = jnp.array([[[1.0, 0.0], [0.0, 2.0]], [[3.0, 1.0], [0.0, 0.0]]])       # (2, 2, 2)
+    w = jnp.array([[[1.0, -1.0], [3.0, -1.0]], [[0.0, -1.0], [0.0, -1.0]]])     # α = (1, −1)
+    cam = grad_cam(lambda im: acts + 0.0 * im[:2, :2, :1], lambda a: jnp.sum(w * a), jnp.ones((4, 4, 1)))
+    expected = np.maximum(np.array([[1.0, -2.0], [2.0, 0.0]]), 0)
+    assert cam.shape == (4, 4) and (cam >= 0).all()
+    np.testing.assert_allclose(np.asarray(jax.image.resize(jnp.asarray(expected), (4, 4), "bilinear")), cam)
+    assert cam[0, 0] == pytest.approx(1.0) and cam[0, 3] == pytest.approx(0.0, abs=1e-6)
 
 
 def _map50(model, sc):

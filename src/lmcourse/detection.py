@@ -1,5 +1,5 @@
-"""Detection helpers for chapter 08: CenterNet targets, box decoding, non-maximum suppression,
-box-aware augmentation and a saliency map.
+"""Detection helpers for chapter 08: CenterNet targets, box decoding, non-maximum suppression
+(per class and class-agnostic), box-aware augmentation, a saliency map and Grad-CAM.
 
 Boxes are ``(x1, y1, x2, y2)`` in continuous pixel coordinates (see :mod:`lmcourse.data.scenes`).
 The detector (:mod:`lmcourse.models.detector`) follows CenterNet — X. Zhou, D. Wang,
@@ -191,16 +191,47 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray,
     return kept[np.argsort(-scores[kept], kind="stable")].astype(np.int64)
 
 
+def nms_across_classes(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray,
+                       iou_threshold: float = 0.5) -> np.ndarray:
+    """Class-agnostic NMS: greedy :func:`nms` over all boxes, whatever their class.
+
+    A box is dropped when a higher-scoring box of *any* class overlaps it with IoU greater than
+    ``iou_threshold``; so one object found in two class channels (a digit scored as both 3 and 5)
+    keeps only its most confident class. The price: two genuinely overlapping objects of different
+    classes can suppress each other, so ``iou_threshold`` should exceed the overlap that true
+    objects reach. (torchvision's ``batched_nms`` is the per-class variant; ``nms`` on all boxes
+    is this one.)
+
+    Args:
+        boxes: ``(N, 4)`` boxes ``(x1, y1, x2, y2)``; scores, classes: ``(N,)`` (classes are
+            only checked for their length, they do not influence the result).
+        iou_threshold: in [0, 1].
+
+    Returns:
+        ``(M,)`` int64 indices of the kept boxes, by decreasing score.
+
+    Raises:
+        ValueError: if the lengths of ``boxes``, ``scores`` and ``classes`` differ.
+    """
+    if len(np.asarray(classes).reshape(-1)) != len(np.asarray(scores).reshape(-1)):
+        raise ValueError(f"{len(np.asarray(classes).reshape(-1))} classes but "
+                         f"{len(np.asarray(scores).reshape(-1))} scores")
+    return nms(boxes, scores, iou_threshold)
+
+
 def postprocess(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, *,
-                score_threshold: float = 0.05, iou_threshold: float = 0.5, image_size: int | None = None
-                ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Score threshold, clipping to the image and per-class NMS for a batch of decoded boxes.
+                score_threshold: float = 0.05, iou_threshold: float = 0.5, image_size: int | None = None,
+                class_agnostic: bool = False) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Score threshold, clipping to the image and NMS for a batch of decoded boxes.
 
     Args:
         boxes: ``(B, K, 4)``; scores, classes: ``(B, K)`` (the outputs of :func:`decode`).
         score_threshold: drop boxes scoring below it.
-        iou_threshold: for :func:`batched_nms`.
+        iou_threshold: for the NMS.
         image_size: clip boxes to ``[0, image_size]`` when given.
+        class_agnostic: ``False`` (default): per-class NMS (:func:`batched_nms`); ``True``:
+            :func:`nms_across_classes`, so that of overlapping boxes with *different* classes
+            only the highest-scoring one survives.
 
     Returns:
         one ``(boxes (M, 4) float64, scores (M,), classes (M,) int32)`` tuple per image.
@@ -212,7 +243,7 @@ def postprocess(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, *,
         bx, sc, cl = bx[ok], sc[ok], cl[ok]
         if image_size is not None:
             bx = np.clip(bx, 0, image_size)
-        keep = batched_nms(bx, sc, cl, iou_threshold)
+        keep = (nms_across_classes if class_agnostic else batched_nms)(bx, sc, cl, iou_threshold)
         out.append((bx[keep], sc[keep], cl[keep].astype(np.int32)))
     return out
 
@@ -286,3 +317,29 @@ def saliency_map(score_fn: Callable[[jax.Array], jax.Array], image: jax.Array) -
     """
     grad = jax.grad(lambda x: score_fn(x).astype(jnp.float32))(jnp.asarray(image, jnp.float32))
     return np.asarray(jnp.abs(grad).max(axis=-1))
+
+
+def grad_cam(features_fn: Callable[[jax.Array], jax.Array], head_fn: Callable[[jax.Array], jax.Array],
+             image: jax.Array) -> np.ndarray:
+    r"""Grad-CAM (Selvaraju et al. 2017, *Grad-CAM: Visual Explanations from Deep Networks via
+    Gradient-based Localization*, eq. 1–2): weight each channel ``k`` of a convolutional layer's
+    activations :math:`A^k` by the spatial mean of the score's gradient,
+    :math:`\alpha_k = \frac{1}{hw}\sum_{ij}\partial S/\partial A^k_{ij}`, and keep the positive
+    part of the weighted sum, :math:`L = \mathrm{ReLU}(\sum_k \alpha_k A^k)`, resized (bilinear)
+    to the image.
+
+    Args:
+        features_fn: maps one ``(H, W, C)`` float32 image to the layer's activations
+            ``(h, w, K)`` (the network up to that layer).
+        head_fn: maps those activations to a scalar score (the rest of the network, e.g. one
+            class logit).
+        image: ``(H, W, C)`` float32.
+
+    Returns:
+        ``(H, W)`` float32 map ≥ 0 (not normalised): where the layer's evidence *for* the score is.
+    """
+    image = jnp.asarray(image, jnp.float32)
+    acts = features_fn(image)
+    grads = jax.grad(lambda a: head_fn(a).astype(jnp.float32))(acts)
+    cam = jax.nn.relu(jnp.sum(acts * grads.mean(axis=(0, 1)), axis=-1))
+    return np.asarray(jax.image.resize(cam, image.shape[:2], "bilinear"))
