@@ -5,6 +5,13 @@ Usage (the README's "run the course" command calls this through ``make course``)
 
     python tools/run_course.py                 # all notebooks, outputs to build/
     python tools/run_course.py 03 --inplace    # one chapter, also save outputs into notebooks/
+    python tools/run_course.py 03 --scale full --save-results
+        # full scale; the recorded results go to results/03_cnn_jit.full.json (committed)
+
+``--save-results`` writes ``results/<notebook>.<scale>.json``: every value the notebook passed
+to :func:`lmcourse.report.record`, with the command that reproduces it, the run time, the
+machine, the library versions and the git commit. These files are the source of every
+full-scale number quoted in the README (``tests/test_results.py`` checks that).
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import subprocess
 import re
 import sys
 import tempfile
@@ -27,6 +36,44 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 BUILD = ROOT / "build"
+RESULTS = ROOT / "results"
+
+
+def save_results(path: Path, scale: str, seconds: float, results: dict) -> Path:
+    """Write ``results/<notebook>.<scale>.json`` (see the module docstring); return its path."""
+    import importlib.metadata as md
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                                capture_output=True, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, text=True,
+                                    capture_output=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        commit, dirty = "unknown", True
+    versions = {}
+    for name in ("jax", "jaxlib", "flax", "optax", "numpy", "scikit-learn"):
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    results = dict(results)
+    device = results.pop("device", {}).get("value", "?")
+    results.pop("scale", None)
+    payload = {
+        "notebook": path.name,
+        "scale": scale,
+        "command": f"python tools/run_course.py {path.name[:2]} --scale {scale} --save-results",
+        "seconds": round(seconds, 1),
+        "device": device,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
+        "versions": versions,
+        "git_commit": commit + ("+uncommitted changes" if dirty else ""),
+        "results": results,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{path.stem}.{scale}.json"
+    out.write_text(json.dumps(payload, indent=1) + "\n")
+    return out
 
 
 def execute(path: Path, timeout: int) -> tuple[nbformat.NotebookNode, float, dict, str | None]:
@@ -77,7 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inplace", action="store_true",
                         help="also write the executed notebook back into notebooks/")
     parser.add_argument("--timeout", type=int, default=1800, help="per-cell timeout in seconds")
+    parser.add_argument("--scale", choices=("quick", "full", "auto"), default=None,
+                        help="set LMCOURSE_SCALE for the run (default: keep the environment's)")
+    parser.add_argument("--save-results", action="store_true",
+                        help="write results/<notebook>.<scale>.json (commit it)")
     args = parser.parse_args(argv)
+    if args.scale:
+        os.environ["LMCOURSE_SCALE"] = args.scale
 
     paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     if args.only:
@@ -100,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         row = {"notebook": path.name, "seconds": seconds, "results": results,
                "error": error, "html": html_path.name}
         kept[path.name] = row
+        if args.save_results and error is None:
+            scale = results.get("scale", {}).get("value", "unknown")
+            print(f"  results: {save_results(path, scale, seconds, results).relative_to(ROOT)}")
         print(f"  {'ok' if error is None else 'FAILED'} in {seconds:.1f} s"
               + (f": {error}" if error else ""), flush=True)
     rows = [kept[k] for k in sorted(kept)]
