@@ -409,3 +409,52 @@ def test_make_optimizer_and_apply_gradients_do_one_optax_update(subset, make_tx)
     assert int(optimizer.step[...]) == 1
     assert not np.allclose(after["kernel"], before["kernel"])
     assert not np.allclose(after["bias"], before["bias"])
+
+
+# --- bad input and modes ---------------------------------------------------------------------
+def _dropout_model():
+    class WithDropout(nnx.Module):
+        def __init__(self, rngs):
+            self.linear = nnx.Linear(28 * 28, 10, rngs=rngs)
+            self.dropout = nnx.Dropout(0.5, rngs=rngs)
+
+        def __call__(self, x):
+            return self.dropout(self.linear(x.reshape(len(x), -1)))
+
+    return WithDropout(nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("start_in_eval", [True, False])
+def test_evaluate_restores_the_mode_it_found(start_in_eval, test_1000):
+    model = _dropout_model()
+    if start_in_eval:
+        model.eval()
+    before = model.dropout.deterministic
+    loss, acc = evaluate(model, test_1000[0][:50], test_1000[1][:50])
+    assert np.isfinite(loss) and 0 <= acc <= 1
+    assert model.dropout.deterministic == before
+
+
+def test_evaluate_restores_the_mode_also_on_error(test_1000):
+    model = _dropout_model()  # training mode
+    with pytest.raises(ValueError, match=r"\[0, 10\)"):
+        evaluate(model, test_1000[0][:50], np.full(50, 10))
+    assert model.dropout.deterministic is False
+
+
+@pytest.mark.parametrize("labels, match", [
+    (np.full(50, 10), r"\[0, 10\)"), (np.full(50, -1), r"\[0, 10\)"),
+    (np.zeros(49, dtype=np.int32), "49 labels"), (np.zeros(50, dtype=np.float32), "integers")])
+def test_evaluate_rejects_bad_labels(labels, match, test_1000):
+    with pytest.raises(ValueError, match=match):
+        evaluate(_dropout_model(), test_1000[0][:50], labels)
+
+
+def test_fit_rejects_out_of_range_labels_before_training(train_2000):
+    x, y = train_2000
+    model = CNN(nnx.Rngs(0))
+    optimizer = make_optimizer(model, ADAM)
+    with pytest.raises(ValueError, match=r"\[0, 10\)"):
+        fit(model, optimizer, x[:256], np.where(np.arange(256) == 7, 12, y[:256]), progress=False)
+    with pytest.raises(ValueError, match="batch_size"):
+        fit(model, optimizer, x[:100], y[:100], batch_size=128, progress=False)

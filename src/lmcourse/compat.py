@@ -1,6 +1,7 @@
 """The one place for JAX/Flax calls whose API changed between the versions the course supports.
 
-Supported: Flax 0.10–0.12+ (NNX) with JAX 0.5–0.12+. Flax 0.11 changed ``nnx.Optimizer``: it
+Tested: Flax 0.12.8 with JAX 0.10.2 (the floors in requirements.txt); the shims below also
+keep the older Flax optimizer API working. Flax 0.11 changed ``nnx.Optimizer``: it
 now takes ``wrt=`` and its ``update`` takes the model as well as the gradients. Everything else
 in the course calls the two functions below instead of the constructor and method directly.
 """
@@ -80,3 +81,35 @@ def apply_cpu_xla_flags(environ=None) -> str | None:
         return None
     environ["XLA_FLAGS"] = f"{current} {flag}".strip()
     return flag
+
+
+# --- train / eval mode ------------------------------------------------------------------------
+# ``Module.eval()`` / ``.train()`` set ``deterministic`` (Dropout) and ``use_running_average``
+# (BatchNorm) on every nested module. Code that switches a model to evaluation mode for a while
+# must put back the mode it found, which may be a mix (a frozen BatchNorm in a training model).
+MODE_ATTRIBUTES = ("deterministic", "use_running_average")
+
+
+def _iter_modules(model: nnx.Module):
+    from flax import nnx
+
+    if hasattr(nnx, "iter_modules"):
+        return nnx.iter_modules(model)
+    return model.iter_modules()  # Flax < 0.12
+
+
+def get_modes(model: nnx.Module) -> list[tuple[nnx.Module, dict[str, object]]]:
+    """Every nested module's mode attributes (``deterministic``, ``use_running_average``)."""
+    found = []
+    for _, module in _iter_modules(model):
+        attrs = {a: getattr(module, a) for a in MODE_ATTRIBUTES if hasattr(module, a)}
+        if attrs:
+            found.append((module, attrs))
+    return found
+
+
+def set_modes(modes: list[tuple[nnx.Module, dict[str, object]]]) -> None:
+    """Put back the mode attributes recorded by :func:`get_modes`."""
+    for module, attrs in modes:
+        for name, value in attrs.items():
+            setattr(module, name, value)

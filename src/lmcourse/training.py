@@ -19,7 +19,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from lmcourse.compat import apply_gradients
+from lmcourse.compat import apply_gradients, get_modes, set_modes
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -81,16 +81,52 @@ def evaluate(model: nnx.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 
              ) -> tuple[float, float]:
     """Mean cross-entropy loss and accuracy of ``model`` on all of ``(x, y)``.
 
-    ``model`` is put in evaluation mode (dropout off) for the call and back in training mode after.
+    Args:
+        model: a classifier returning ``(B, num_classes)`` logits.
+        x: ``(N, H, W, C)`` float32 images; ``y``: ``(N,)`` integer labels in ``[0, num_classes)``.
+        batch_size: evaluation batch size (the last batch may be shorter; means are exact).
+
+    ``model`` is put in evaluation mode (dropout off, batch-norm running averages) for the call,
+    then every module is put back in the mode it was found in, also when an error is raised.
+
+    Raises:
+        ValueError: ``x`` and ``y`` differ in length, are empty, or a label is outside
+            ``[0, num_classes)`` (JAX would otherwise score it silently as wrong).
     """
+    y = np.asarray(y)
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} examples but y has {len(y)} labels; they must match")
+    if len(x) == 0:
+        raise ValueError("evaluate needs at least one example, got an empty x")
+    modes = get_modes(model)
     model.eval()
-    total_loss, total_correct = 0.0, 0
-    for idx in batches(len(x), batch_size, drop_last=False):
-        loss, correct = eval_step(model, x[idx], y[idx])
-        total_loss += float(loss)
-        total_correct += int(correct)
-    model.train()
+    try:
+        total_loss, total_correct, checked = 0.0, 0, False
+        for idx in batches(len(x), batch_size, drop_last=False):
+            if not checked:  # the class count is known once the model has produced logits
+                num_classes = _num_classes(model, x[idx[:1]])
+                _check_labels(y, num_classes)
+                checked = True
+            loss, correct = eval_step(model, x[idx], y[idx])
+            total_loss += float(loss)
+            total_correct += int(correct)
+    finally:
+        set_modes(modes)
     return total_loss / len(x), total_correct / len(x)
+
+
+def _num_classes(model: nnx.Module, x_one: np.ndarray) -> int:
+    """Number of logits ``model`` returns for one example (shape inference only, no compute)."""
+    return int(nnx.eval_shape(lambda m, x: m(x), model, jnp.asarray(x_one)).shape[-1])
+
+
+def _check_labels(y: np.ndarray, num_classes: int) -> None:
+    """Raise ``ValueError`` unless every label is an integer in ``[0, num_classes)``."""
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"labels must be integers, got dtype {y.dtype}")
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes}) for a {num_classes}-class model; "
+                         f"got values from {y.min()} to {y.max()}")
 
 
 @dataclass
@@ -137,7 +173,17 @@ def fit(model: nnx.Module, optimizer: nnx.Optimizer, x_train: np.ndarray, y_trai
 
     Raises:
         NonFiniteLossError: naming the first step whose loss was NaN or infinite.
+        ValueError: mismatched lengths, labels outside ``[0, num_classes)``, fewer training
+            examples than one batch, or non-positive ``epochs``/``batch_size``/``check_every``.
     """
+    if epochs < 0 or check_every <= 0:
+        raise ValueError(f"epochs must be >= 0 and check_every > 0, got {epochs} and {check_every}")
+    if batch_size <= 0 or len(x_train) < batch_size:
+        raise ValueError(f"batch_size must be in [1, {len(x_train)}] (the training set size); "
+                         f"got {batch_size}")
+    if len(x_train) != len(y_train):
+        raise ValueError(f"x_train has {len(x_train)} examples but y_train {len(y_train)} labels")
+    _check_labels(np.asarray(y_train), _num_classes(model, x_train[:1]))
     rng = np.random.default_rng(seed)
     history = History()
     step = 0
