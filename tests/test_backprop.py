@@ -214,3 +214,174 @@ def test_shape_mismatches_raise_value_error():
 def test_relative_error_definition():
     assert relative_error(np.zeros(3), np.zeros(3)) == 0.0
     assert relative_error(np.array([2.0, 0.0]), np.array([2.0, 1e-3])) == pytest.approx(5e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: a clear ValueError, never a silent NaN or a wrong row
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("layer_sizes", [[4, float("nan"), 2], [4, True, 2], [4, -3, 2], [4, "8", 2]])
+def test_init_mlp_rejects_nan_bool_negative_and_strings(layer_sizes):
+    with pytest.raises(ValueError, match=r"layer_sizes\[1\] must be a positive integer"):
+        init_mlp(layer_sizes, np.random.default_rng(0))
+
+
+def test_init_mlp_rejects_a_seed_in_place_of_a_generator():
+    with pytest.raises(ValueError, match="np.random.Generator"):
+        init_mlp([4, 2], 0)  # type: ignore[arg-type]
+
+
+def test_one_hot_checks_the_label_range():
+    np.testing.assert_array_equal(backprop.one_hot(np.array([0, 2, 1]), 3),
+                                  [[1, 0, 0], [0, 0, 1], [0, 1, 0]])
+    # both edges of [0, n_classes) are valid
+    assert backprop.one_hot(np.array([0, 9]), 10).sum() == 2
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 10\).*labels\[1\] = 10"):
+        backprop.one_hot(np.array([3, 10]), 10)
+    with pytest.raises(ValueError, match=r"labels\[0\] = -1"):  # np.eye(10)[-1] would be class 9
+        backprop.one_hot(np.array([-1, 3]), 10)
+    with pytest.raises(ValueError, match="integers"):
+        backprop.one_hot(np.array([0.0, 1.5]), 3)
+    with pytest.raises(ValueError, match="1-D"):
+        backprop.one_hot(np.array([[0, 1]]), 3)
+    with pytest.raises(ValueError, match="n_classes must be a positive integer"):
+        backprop.one_hot(np.array([0]), 0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_inputs_and_weights_are_refused(bad):
+    params, x, y_onehot = random_problem([5, 7, 3], 4, 0)
+    x_bad = x.copy()
+    x_bad[2, 1] = bad
+    with pytest.raises(ValueError, match=r"x contains 1 NaN or infinite value\(s\) \(first at index \(2, 1\)\)"):
+        mlp_forward(params, x_bad)
+    w_bad = params[1][0].copy()
+    w_bad[0, 0] = bad
+    with pytest.raises(ValueError, match="W of layer 1 contains"):
+        mlp_forward([params[0], (w_bad, params[1][1])], x)
+    logits, cache = mlp_forward(params, x)
+    logits_bad = logits.copy()
+    logits_bad[0, 0] = bad
+    with pytest.raises(ValueError, match="logits contains"):
+        softmax_cross_entropy(logits_bad, y_onehot)
+    with pytest.raises(ValueError, match="logits contains"):
+        softmax(logits_bad)
+    y_bad = y_onehot.copy()
+    y_bad[0, 0] = bad
+    with pytest.raises(ValueError, match="y_onehot contains"):
+        mlp_backward(params, cache, y_bad)
+
+
+def test_targets_must_be_probability_rows():
+    params, x, y_onehot = random_problem([5, 7, 3], 4, 0)
+    logits, cache = mlp_forward(params, x)
+    labels_as_numbers = np.tile(np.array([[0.0, 2.0, 0.0]]), (4, 1))  # a class id, not one-hot
+    with pytest.raises(ValueError, match="probability vector"):
+        softmax_cross_entropy(logits, labels_as_numbers)
+    with pytest.raises(ValueError, match="probability vector"):
+        mlp_backward(params, cache, -y_onehot)
+    with pytest.raises(ValueError, match="empty"):
+        softmax_cross_entropy(np.zeros((0, 3)), np.zeros((0, 3)))
+
+
+def test_probability_edges_give_finite_loss_and_gradients():
+    # Targets at the edges of [0, 1] (one-hot), uniform targets, a batch of one and the smallest
+    # network [1, 1]: loss and every gradient are finite.
+    for layer_sizes, batch_size in [([1, 1], 1), ([3, 2], 1), ([4, 3, 5], 2)]:
+        params, x, _ = random_problem(layer_sizes, batch_size, 3)
+        n_classes = layer_sizes[-1]
+        for y in (backprop.one_hot(np.zeros(batch_size, dtype=int), n_classes),
+                  np.full((batch_size, n_classes), 1.0 / n_classes)):
+            loss, grads = loss_and_grads(params, x, y)
+            assert math.isfinite(loss)
+            assert all(np.isfinite(g).all() for pair in grads for g in pair)
+    # saturated logits (probabilities 0 and 1 to float64 precision) stay finite as well
+    params = [(np.array([[1e3], [-1e3]]), np.zeros(2))]
+    loss, grads = loss_and_grads(params, np.ones((1, 1)), backprop.one_hot(np.array([1]), 2))
+    assert loss == pytest.approx(2e3) and all(np.isfinite(g).all() for pair in grads for g in pair)
+
+
+def test_cache_from_other_params_is_refused():
+    params, x, y_onehot = random_problem([5, 7, 3], 4, 0)
+    other, _, _ = random_problem([5, 6, 3], 4, 1)
+    _, cache = mlp_forward(other, x)
+    with pytest.raises(ValueError, match="the input of layer 1 has shape"):
+        mlp_backward(params, cache, y_onehot)
+
+
+@pytest.mark.parametrize("eps", [np.inf, np.nan, -1e-5, 0, "1e-5", True])
+def test_numerical_gradient_rejects_bad_steps(eps):
+    params, x, y_onehot = random_problem([3, 2], 2, 0)
+    with pytest.raises(ValueError, match="eps must be"):
+        numerical_gradient(numpy_loss_fn(x, y_onehot), params, eps=eps)
+
+
+def test_numerical_gradient_refuses_a_function_that_returns_nan():
+    params, _, _ = random_problem([3, 2], 2, 0)
+    with pytest.raises(ValueError, match="non-finite"):
+        numerical_gradient(lambda p: float("nan"), params)
+
+
+def test_relative_error_refuses_nan_and_empty_lists():
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        relative_error(np.array([1.0, np.nan]), np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="empty"):
+        max_relative_error([], [])
+
+
+# ---------------------------------------------------------------------------------------------
+# What a gradient costs: the matmul FLOP formula against XLA's own count
+# ---------------------------------------------------------------------------------------------
+def _xla_flops(fn, *args) -> float:
+    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
+    return float((cost[0] if isinstance(cost, list) else cost)["flops"])
+
+
+@pytest.mark.parametrize(("layer_sizes", "batch_size"), [([64, 32, 10], 32), ([64, 256, 256, 256, 10], 16)])
+def test_mlp_flops_matches_xla_cost_analysis(layer_sizes, batch_size):
+    params, x, y_onehot = random_problem(layer_sizes, batch_size, 0)
+    flops = backprop.mlp_flops(layer_sizes, batch_size)
+    forward = _xla_flops(jax_loss, params, x, y_onehot)
+    both = _xla_flops(jax.value_and_grad(jax_loss), params, x, y_onehot)
+    # XLA also counts the elementwise work (bias, tanh, softmax): a few percent on top.
+    assert flops.forward <= forward < 1.05 * flops.forward
+    assert flops.forward + flops.backward <= both < 1.05 * (flops.forward + flops.backward)
+    with_input = backprop.mlp_flops(layer_sizes, batch_size, input_gradient=True)
+    both_and_x = _xla_flops(jax.value_and_grad(jax_loss, argnums=(0, 1)), params, x, y_onehot)
+    assert with_input.forward + with_input.backward <= both_and_x < 1.05 * (with_input.forward + with_input.backward)
+    assert with_input.ratio == 3.0
+
+
+def test_mlp_flops_formula_and_the_six_n_d_rule():
+    flops = backprop.mlp_flops([64, 32, 10], 32)
+    n_weights = 64 * 32 + 32 * 10
+    assert flops.forward == 2 * 32 * n_weights                 # 2 N per example
+    assert flops.backward == 4 * 32 * n_weights - 2 * 32 * 64 * 32  # 4 N minus layer 1's input grad
+    assert flops.ratio == pytest.approx(3 - 64 * 32 / n_weights)
+    deep = backprop.mlp_flops([64] + [512] * 4 + [10], 8)
+    assert 2.5 < deep.ratio < 3.0
+    for bad in ([64], [64, 0], [64, 2.5]):
+        with pytest.raises(ValueError):
+            backprop.mlp_flops(bad, 8)
+    with pytest.raises(ValueError, match="batch_size"):
+        backprop.mlp_flops([4, 2], 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# lmcourse.data.load_digits_split (the data of chapters 01 and 02)
+# ---------------------------------------------------------------------------------------------
+def test_load_digits_split_edges_and_bad_input():
+    from lmcourse.data import load_digits_split
+
+    x_train, x_test, y_train, y_test = load_digits_split(0.25, seed=0)
+    assert x_train.shape == (1347, 64) and x_test.shape == (450, 64)
+    assert 0.0 <= x_train.min() and x_train.max() <= 1.0 and y_train.dtype == np.int32
+    assert np.array_equal(np.bincount(y_test), np.bincount(load_digits_split(0.25, seed=1)[3]))
+    # the extreme fractions that still leave one image per class on each side are accepted
+    assert load_digits_split(10 / 1797)[1].shape == (10, 64)
+    assert load_digits_split(1787 / 1797)[0].shape == (10, 64)
+    for bad in (0.0, 1.0, float("nan"), -0.1, 9 / 1797, 0.9999, True, "0.25"):
+        with pytest.raises(ValueError, match="test_fraction"):
+            load_digits_split(bad)
+    for bad_seed in (-1, 1.5, None):
+        with pytest.raises(ValueError, match="seed"):
+            load_digits_split(0.25, seed=bad_seed)

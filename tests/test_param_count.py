@@ -133,12 +133,49 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="hidden"):
         pc.BertConfig("bad", vocab_size=10, hidden=-8, layers=1, heads=2, intermediate=4,
                       max_position=4, type_vocab=2)
-    with pytest.raises(TypeError, match="d_model"):
+    with pytest.raises(ValueError, match="d_model must be an integer"):
         pc.gpt_param_count(50_257, 768.0, 12, 1_024)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="layers"):
+    with pytest.raises(ValueError, match="layers must be an integer, got the bool"):
         pc.gpt_param_count(50_257, 768, True, 1_024)  # type: ignore[arg-type]
     # NumPy integers are integers.
     assert pc.gpt_param_count(np.int64(50_257), np.int32(768), 12, 1_024) == 124_439_808
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 0, -1, 2.5, "768", None, True])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda v: pc.gpt_param_count(50_257, v, 12, 1_024),
+        lambda v: pc.bert_param_count(30_522, v, 12, 3_072, 512, 2),
+        lambda v: pc.llama_param_count(32_000, v, 32, 11_008),
+        lambda v: pc.gpt_param_breakdown(50_257, 768, 12, v),
+        lambda v: pc.llama_param_breakdown(32_000, 4_096, 32, v),
+    ],
+    ids=["gpt d_model", "bert hidden", "llama d_model", "gpt n_ctx", "llama d_ff"],
+)
+def test_every_size_rejects_nan_non_positive_and_non_integers_with_value_error(call, bad):
+    with pytest.raises(ValueError, match="must be an integer"):
+        call(bad)
+
+
+def test_flags_must_be_bools():
+    with pytest.raises(ValueError, match="tied_embeddings must be True or False"):
+        pc.gpt_param_count(100, 16, 2, 8, tied_embeddings="no")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="tied_embeddings must be True or False"):
+        pc.llama_param_count(100, 16, 2, 40, tied_embeddings=0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="pooler must be True or False"):
+        pc.bert_param_count(10, 4, 1, 8, 4, 2, pooler=None)  # type: ignore[arg-type]
+    assert pc.gpt_param_count(100, 16, 2, 8, tied_embeddings=np.bool_(True)) == pc.gpt_param_count(100, 16, 2, 8)
+
+
+def test_the_edges_of_the_valid_ranges_give_exact_counts():
+    # The smallest allowed value of every size (1; 0 segment types for BERT) is accepted and
+    # gives the count of the formula written out by hand.
+    assert pc.gpt_param_count(1, 1, 1, 1, d_ff=1) == (1 + 1) * 1 + 4 * (1 + 1) + (2 + 1 + 1) + 4 + 2
+    assert pc.bert_param_count(1, 1, 1, 1, 1, 0, pooler=False) == (1 + 1 + 0) + 4 * 2 + 4 + 2 + 4
+    assert pc.llama_param_count(1, 1, 1, 1) == 1 + 4 + 3 + 2 + 1 + 1
+    with pytest.raises(ValueError, match="type_vocab must be an integer >= 0"):
+        pc.bert_param_count(1, 1, 1, 1, 1, -1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,12 @@ Conventions:
 * The loss is softmax cross-entropy averaged over the batch; its gradient with respect to the
   logits is ``(softmax(logits) - y_onehot) / batch_size``.
 * Everything is computed in ``float64``; inputs of another floating dtype are converted.
+* Bad input raises ``ValueError`` with a message that says what was expected: sizes that are not
+  positive integers, shapes that do not chain, NaN or infinite inputs, weights or targets, targets
+  that are not probability vectors, class labels outside ``[0, n_classes)``.
+* Cost: the forward pass does one matrix product per layer, the backward pass two (one for the
+  weight gradient, one for the gradient that flows to the layer below, which the first layer does
+  not need); :func:`mlp_flops` counts them, so forward + backward is about three forward passes.
 
 Sources: D. E. Rumelhart, G. E. Hinton and R. J. Williams, "Learning representations by
 back-propagating errors", Nature 323 (1986) 533-536; I. Goodfellow, Y. Bengio and A. Courville,
@@ -29,6 +35,8 @@ networks", AISTATS 2010 (initialisation).
 
 from __future__ import annotations
 
+import math
+import operator
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -51,6 +59,77 @@ class ForwardCache(NamedTuple):
     logits: np.ndarray
 
 
+def _positive_int(name: str, value: object) -> int:
+    """Return ``value`` as an ``int`` >= 1, or raise ValueError naming ``name``."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a positive integer, got the bool {value!r}")
+    try:
+        number = operator.index(value)  # int and NumPy integers; rejects 2.5, 4.0 and NaN
+    except TypeError:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}") from None
+    if number < 1:
+        raise ValueError(f"{name} must be a positive integer (>= 1), got {number}")
+    return number
+
+
+def _check_finite(array: np.ndarray, name: str) -> None:
+    """Raise ValueError if ``array`` holds a NaN or an infinity (saying how many and where)."""
+    bad = ~np.isfinite(array)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{name} contains {int(bad.sum())} NaN or infinite value(s) (first at index {first}); "
+            f"check the data, or whether training diverged (lower the learning rate)"
+        )
+
+
+def _as_targets(y_onehot: np.ndarray, shape: tuple[int, ...], name: str = "y_onehot") -> np.ndarray:
+    """Return targets as float64 of ``shape``; each row must be a probability vector."""
+    y = np.asarray(y_onehot, dtype=np.float64)
+    if y.shape != shape:
+        raise ValueError(f"{name} has shape {y.shape}, expected the logits' shape {shape}")
+    _check_finite(y, name)
+    if (y < 0).any() or not np.allclose(y.sum(axis=-1), 1.0, rtol=0.0, atol=1e-6):
+        raise ValueError(
+            f"every row of {name} must be a probability vector (entries >= 0 summing to 1), e.g. a "
+            f"one-hot row; build it from integer labels with one_hot(labels, n_classes)"
+        )
+    return y
+
+
+def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """One-hot rows ``Y[i, k] = 1 if labels[i] == k else 0``, with the labels checked first.
+
+    ``np.eye(n_classes)[labels]`` would silently give the row of class ``n_classes - 1`` for the
+    label ``-1``; this function refuses it.
+
+    Args:
+        labels: integer class ids of shape ``(batch_size,)``, each in ``[0, n_classes)``.
+        n_classes: the number of classes, a positive integer.
+
+    Returns:
+        float64 array of shape ``(batch_size, n_classes)``; every row has a single 1.
+
+    Raises:
+        ValueError: if ``n_classes`` is not a positive integer, ``labels`` is not a 1-D array of
+            integers, or a label lies outside ``[0, n_classes)``.
+    """
+    n = _positive_int("n_classes", n_classes)
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be a 1-D array of class ids, got shape {labels.shape}")
+    if labels.size and not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be integers (class ids), got dtype {labels.dtype}")
+    out_of_range = (labels < 0) | (labels >= n)
+    if out_of_range.any():
+        i = int(np.argmax(out_of_range))
+        raise ValueError(
+            f"labels must lie in [0, {n}) for n_classes={n}; labels[{i}] = {int(labels[i])} "
+            f"({int(out_of_range.sum())} out of range). Map the labels to 0..{n - 1} or raise n_classes"
+        )
+    return np.eye(n, dtype=np.float64)[labels]
+
+
 def init_mlp(layer_sizes: Sequence[int], rng: np.random.Generator) -> Params:
     """Create the weights of an MLP with Glorot (Xavier) normal initialisation and zero biases.
 
@@ -64,15 +143,19 @@ def init_mlp(layer_sizes: Sequence[int], rng: np.random.Generator) -> Params:
         ``b`` float64 zeros of shape ``(layer_sizes[l + 1],)``.
 
     Raises:
-        ValueError: if fewer than two sizes are given or a size is not a positive integer.
+        ValueError: if fewer than two sizes are given, a size is not a positive integer (``0``,
+            ``-3``, ``2.5``, ``NaN`` and ``True`` are refused), or ``rng`` is not a
+            ``np.random.Generator``.
 
     Source: Glorot & Bengio (2010), eq. 16 (variance ``2 / (n_in + n_out)``, designed for tanh).
     """
     sizes = list(layer_sizes)
     if len(sizes) < 2:
         raise ValueError(f"layer_sizes needs at least an input and an output size, got {sizes}")
-    if any(int(n) != n or n < 1 for n in sizes):
-        raise ValueError(f"layer sizes must be positive integers, got {sizes}")
+    sizes = [_positive_int(f"layer_sizes[{i}]", n) for i, n in enumerate(sizes)]
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a np.random.Generator (np.random.default_rng(seed)), "
+                         f"got {type(rng).__name__}")
     params: Params = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
         std = np.sqrt(2.0 / (n_in + n_out))
@@ -81,11 +164,21 @@ def init_mlp(layer_sizes: Sequence[int], rng: np.random.Generator) -> Params:
     return params
 
 
-def _check_params(params: Params) -> None:
-    """Raise ValueError unless ``params`` is a non-empty chain of matching ``(W, b)`` shapes."""
+def _as_params(params: Params) -> Params:
+    """Return ``params`` as float64 ``(W, b)`` arrays after checking shapes chain and are finite.
+
+    Raises:
+        ValueError: if ``params`` is empty, a ``W`` is not 2-D, a ``b`` does not match its ``W``,
+            consecutive layers do not chain, or an entry is NaN or infinite.
+    """
     if len(params) == 0:
         raise ValueError("params is empty: an MLP needs at least one (W, b) layer")
-    for layer, (weights, bias) in enumerate(params):
+    checked: Params = []
+    for layer, pair in enumerate(params):
+        if len(pair) != 2:
+            raise ValueError(f"layer {layer}: expected a (W, b) pair, got {len(pair)} items")
+        weights = np.asarray(pair[0], dtype=np.float64)
+        bias = np.asarray(pair[1], dtype=np.float64)
         if weights.ndim != 2:
             raise ValueError(f"layer {layer}: W must be 2-D (n_out, n_in), got shape {weights.shape}")
         if bias.shape != (weights.shape[0],):
@@ -94,21 +187,26 @@ def _check_params(params: Params) -> None:
                 f"match W of shape {weights.shape}"
             )
         if layer > 0:
-            n_prev = params[layer - 1][0].shape[0]
+            n_prev = checked[layer - 1][0].shape[0]
             if weights.shape[1] != n_prev:
                 raise ValueError(
                     f"layer {layer}: W has shape {weights.shape}, so it expects {weights.shape[1]} "
                     f"inputs, but layer {layer - 1} produces {n_prev}"
                 )
+        _check_finite(weights, f"W of layer {layer}")
+        _check_finite(bias, f"b of layer {layer}")
+        checked.append((weights, bias))
+    return checked
 
 
 def _as_batch(x: np.ndarray, n_features: int, name: str) -> np.ndarray:
-    """Return ``x`` as a float64 array of shape ``(batch_size, n_features)`` or raise ValueError."""
+    """Return ``x`` as a finite float64 array ``(batch_size, n_features)`` or raise ValueError."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != n_features:
         raise ValueError(f"{name} must have shape (batch_size, {n_features}), got {x.shape}")
     if x.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch")
+    _check_finite(x, name)
     return x
 
 
@@ -121,10 +219,16 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     Returns:
         float64 probabilities of the same shape; each row sums to 1.
 
+    Raises:
+        ValueError: if ``logits`` is 0-D, has no classes, or holds a NaN or an infinity.
+
     Source: Goodfellow et al., *Deep Learning*, section 6.2.2.3 (subtracting the row maximum
     leaves the result unchanged and avoids overflow).
     """
     logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim == 0 or logits.shape[-1] == 0:
+        raise ValueError(f"logits must have a non-empty last (class) axis, got shape {logits.shape}")
+    _check_finite(logits, "logits")
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=-1, keepdims=True)
@@ -143,7 +247,8 @@ def softmax_cross_entropy(logits: np.ndarray, y_onehot: np.ndarray) -> float:
         The loss as a Python float (natural log, so ``ln(n_classes)`` for uniform predictions).
 
     Raises:
-        ValueError: if the two shapes differ or are not 2-D.
+        ValueError: if the two shapes differ or are not 2-D, the batch is empty, a value is NaN
+            or infinite, or a row of ``y_onehot`` is not a probability vector.
 
     Source: Goodfellow et al., *Deep Learning*, sections 6.2.1.1 and 6.2.2.3.
     """
@@ -154,6 +259,10 @@ def softmax_cross_entropy(logits: np.ndarray, y_onehot: np.ndarray) -> float:
             f"logits and y_onehot must both have shape (batch_size, n_classes); "
             f"got {logits.shape} and {y_onehot.shape}"
         )
+    if logits.shape[0] == 0 or logits.shape[1] == 0:
+        raise ValueError(f"logits is empty (shape {logits.shape}): need >= 1 example and class")
+    _check_finite(logits, "logits")
+    y_onehot = _as_targets(y_onehot, logits.shape)
     row_max = logits.max(axis=1, keepdims=True)
     log_sum_exp = row_max + np.log(np.exp(logits - row_max).sum(axis=1, keepdims=True))
     log_probs = logits - log_sum_exp
@@ -172,9 +281,10 @@ def mlp_forward(params: Params, x: np.ndarray) -> tuple[np.ndarray, ForwardCache
         :class:`ForwardCache` that :func:`mlp_backward` needs.
 
     Raises:
-        ValueError: if the layer shapes do not chain or ``x`` has the wrong shape.
+        ValueError: if the layer shapes do not chain, ``x`` has the wrong shape or is empty, or
+            ``x`` or a weight is NaN or infinite.
     """
-    _check_params(params)
+    params = _as_params(params)
     activation = _as_batch(x, params[0][0].shape[1], "x")
     activations = [activation]
     for weights, bias in params[:-1]:
@@ -205,26 +315,33 @@ def mlp_backward(params: Params, cache: ForwardCache, y_onehot: np.ndarray) -> P
         float64.
 
     Raises:
-        ValueError: if ``y_onehot`` does not match the logits or the cache does not match params.
+        ValueError: if ``y_onehot`` does not match the logits or is not made of probability rows,
+            or the cache does not match params.
     """
-    _check_params(params)
-    logits = cache.logits
-    y_onehot = np.asarray(y_onehot, dtype=np.float64)
-    if y_onehot.shape != logits.shape:
-        raise ValueError(
-            f"y_onehot has shape {y_onehot.shape}, expected the logits' shape {logits.shape}"
-        )
+    params = _as_params(params)
+    logits = np.asarray(cache.logits, dtype=np.float64)
+    y_onehot = _as_targets(y_onehot, logits.shape)
     if len(cache.activations) != len(params):
         raise ValueError(
             f"cache holds {len(cache.activations)} layer inputs but params has {len(params)} "
             f"layers: was the cache made by mlp_forward with these params?"
         )
+    batch = logits.shape[0]
+    for layer, (activation, (weights, _)) in enumerate(zip(cache.activations, params, strict=True)):
+        if np.shape(activation) != (batch, weights.shape[1]):
+            raise ValueError(
+                f"cache: the input of layer {layer} has shape {np.shape(activation)}, expected "
+                f"({batch}, {weights.shape[1]}): was the cache made by mlp_forward with these params?"
+            )
+    if logits.shape[1] != params[-1][0].shape[0]:
+        raise ValueError(f"cache: logits have {logits.shape[1]} classes, the last layer "
+                         f"produces {params[-1][0].shape[0]}")
     batch_size = logits.shape[0]
     delta = (softmax(logits) - y_onehot) / batch_size
     grads: Params = []
     for layer in reversed(range(len(params))):
         weights, _ = params[layer]
-        layer_input = cache.activations[layer]
+        layer_input = np.asarray(cache.activations[layer], dtype=np.float64)
         grads.append((delta.T @ layer_input, delta.sum(axis=0)))
         if layer > 0:
             delta = (delta @ weights) * (1.0 - layer_input**2)
@@ -271,13 +388,17 @@ def numerical_gradient(
         float64 gradients shaped like ``params``.
 
     Raises:
-        ValueError: if ``eps`` is not positive.
+        ValueError: if ``eps`` is not a finite positive number, ``params`` is malformed (see
+            :func:`mlp_forward`), or ``f`` returns NaN or an infinity.
 
     Source: Goodfellow et al., *Deep Learning*, section 11.5 (debugging: gradient checking).
     """
-    if not eps > 0:
-        raise ValueError(f"eps must be positive, got {eps}")
-    work = [(np.array(w, dtype=np.float64), np.array(b, dtype=np.float64)) for w, b in params]
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)):
+        raise ValueError(f"eps must be a positive number, got {eps!r}")
+    if not (math.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps must be a finite positive number (e.g. 1e-5), got {eps}")
+    work = [(np.array(w, dtype=np.float64), np.array(b, dtype=np.float64))
+            for w, b in _as_params(params)]
     grads: Params = []
     for weights, bias in work:
         layer_grads = []
@@ -286,10 +407,13 @@ def numerical_gradient(
             for index in np.ndindex(array.shape):
                 original = array[index]
                 array[index] = original + eps
-                f_plus = f(work)
+                f_plus = float(f(work))
                 array[index] = original - eps
-                f_minus = f(work)
+                f_minus = float(f(work))
                 array[index] = original
+                if not (math.isfinite(f_plus) and math.isfinite(f_minus)):
+                    raise ValueError(f"f returned a non-finite value ({f_plus}, {f_minus}) when "
+                                     f"entry {index} was moved by +-{eps}")
                 grad[index] = (f_plus - f_minus) / (2.0 * eps)
             layer_grads.append(grad)
         grads.append((layer_grads[0], layer_grads[1]))
@@ -305,12 +429,15 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> float:
     arrays are all zeros.
 
     Raises:
-        ValueError: if the shapes differ.
+        ValueError: if the shapes differ or an entry is NaN or infinite (a NaN would make every
+            comparison with a tolerance silently false).
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"cannot compare arrays of shapes {a.shape} and {b.shape}")
+    _check_finite(a, "the first array")
+    _check_finite(b, "the second array")
     scale = max(float(np.abs(a).max(initial=0.0)), float(np.abs(b).max(initial=0.0)))
     if scale == 0.0:
         return 0.0
@@ -324,12 +451,80 @@ def max_relative_error(grads_a: Params, grads_b: Params) -> float:
         grads_a, grads_b: two gradient lists shaped like :data:`Params` (JAX arrays work too).
 
     Raises:
-        ValueError: if the number of layers or any pair of shapes differ.
+        ValueError: if the lists are empty, the number of layers or any pair of shapes differ, or
+            an entry is NaN or infinite.
     """
     if len(grads_a) != len(grads_b):
         raise ValueError(f"{len(grads_a)} layers vs {len(grads_b)} layers")
+    if len(grads_a) == 0:
+        raise ValueError("no layers to compare: both gradient lists are empty")
     return max(
         relative_error(x, y)
         for (w_a, b_a), (w_b, b_b) in zip(grads_a, grads_b, strict=True)
         for x, y in ((w_a, w_b), (b_a, b_b))
     )
+
+
+class MatmulFlops(NamedTuple):
+    """Floating-point operations of the matrix products of one training step (see :func:`mlp_flops`).
+
+    Attributes:
+        forward: FLOP of the forward pass, ``sum_l 2 B n_{l-1} n_l``.
+        weight_grads: FLOP of the weight gradients ``Delta_l.T @ A_{l-1}``, the same sum.
+        input_grads: FLOP of the gradients passed down, ``Delta_l @ W_l``, the same sum without
+            the first layer unless the gradient with respect to the input was asked for.
+    """
+
+    forward: int
+    weight_grads: int
+    input_grads: int
+
+    @property
+    def backward(self) -> int:
+        """FLOP of the backward pass: weight gradients plus the gradients passed down."""
+        return self.weight_grads + self.input_grads
+
+    @property
+    def ratio(self) -> float:
+        """(forward + backward) / forward: 3 for a deep stack, less when layer 1 dominates."""
+        return (self.forward + self.backward) / self.forward
+
+
+def mlp_flops(layer_sizes: Sequence[int], batch_size: int, *,
+              input_gradient: bool = False) -> MatmulFlops:
+    """Count the FLOP of the matrix products of one forward and one backward pass of the MLP.
+
+    A product of an ``(m, k)`` and a ``(k, n)`` matrix costs ``2 m k n`` FLOP (one multiply and one
+    add per term). Per layer ``l`` (``n_{l-1}`` inputs, ``n_l`` outputs, batch ``B``):
+
+    * forward ``Z_l = A_{l-1} @ W_l.T``: ``2 B n_{l-1} n_l``;
+    * backward ``dW_l = Delta_l.T @ A_{l-1}``: the same, for every layer;
+    * backward ``Delta_l @ W_l`` (the gradient passed to the layer below): the same, except for the
+      first layer, whose input is the data; it is computed only with ``input_gradient=True``.
+
+    So, with ``N`` weights, the forward pass costs ``2 B N`` and forward + backward ``6 B N`` minus
+    the first layer's input gradient: the ``C ~ 6 N D`` of Kaplan et al. (2020, §2.1: "the
+    backwards pass is approximately twice the compute as the forwards pass"). Biases, the
+    activation function and the softmax add ``O(B n)`` elementwise operations, left out here.
+
+    Args:
+        layer_sizes: ``[n_in, n_hidden_1, ..., n_classes]``, at least two positive integers.
+        batch_size: ``B``, a positive integer.
+        input_gradient: also count the gradient with respect to the input ``x`` (as a saliency map
+            or an attack on the input needs).
+
+    Returns:
+        A :class:`MatmulFlops` of exact integers.
+
+    Raises:
+        ValueError: if fewer than two sizes are given or a size or ``batch_size`` is not a positive
+            integer.
+    """
+    sizes = list(layer_sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"layer_sizes needs at least an input and an output size, got {sizes}")
+    sizes = [_positive_int(f"layer_sizes[{i}]", n) for i, n in enumerate(sizes)]
+    batch = _positive_int("batch_size", batch_size)
+    per_layer = [2 * batch * n_in * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)]
+    input_grads = sum(per_layer) if input_gradient else sum(per_layer[1:])
+    return MatmulFlops(forward=sum(per_layer), weight_grads=sum(per_layer), input_grads=input_grads)

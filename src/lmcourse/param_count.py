@@ -31,6 +31,8 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass
 
+import numpy as np
+
 #: The components every breakdown reports, in this order. ``head`` is BERT's pooler or an
 #: untied output (LM head) matrix; it is 0 when the output matrix is tied to the embedding.
 COMPONENTS: tuple[str, ...] = ("embeddings", "attention", "mlp", "norm", "head")
@@ -40,18 +42,25 @@ def _size(name: str, value: object, *, minimum: int = 1) -> int:
     """Return ``value`` as an ``int`` after checking it is an integer ``>= minimum``.
 
     Raises:
-        TypeError: if ``value`` is not an integer (``bool`` and ``float`` included).
-        ValueError: if ``value < minimum``.
+        ValueError: if ``value`` is not an integer (``bool``, ``768.0`` and ``NaN`` included) or
+            ``value < minimum``.
     """
     if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, got the bool {value!r}")
+        raise ValueError(f"{name} must be an integer, got the bool {value!r}")
     try:
-        number = operator.index(value)  # accepts int and NumPy integers, rejects 768.0
+        number = operator.index(value)  # accepts int and NumPy integers, rejects 768.0 and NaN
     except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None
+        raise ValueError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None
     if number < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {number}")
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {number}")
     return number
+
+
+def _flag(name: str, value: object) -> bool:
+    """Return ``value`` if it is a bool (``True``/``False``, NumPy bools included), else raise."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
 
 
 def _check_heads(width_name: str, width: int, heads: int) -> None:
@@ -103,8 +112,8 @@ def bert_param_breakdown(
         ``{"embeddings", "attention", "mlp", "norm", "head"}`` -> exact counts (``int``).
 
     Raises:
-        TypeError: if a size is not an integer.
-        ValueError: if a size is below 1 (``type_vocab`` below 0).
+        ValueError: if a size is not an integer or is below 1 (``type_vocab`` below 0), or
+            ``pooler`` is not a bool.
     """
     v = _size("vocab_size", vocab_size)
     h = _size("hidden", hidden)
@@ -112,12 +121,13 @@ def bert_param_breakdown(
     i = _size("intermediate", intermediate)
     p = _size("max_position", max_position)
     t = _size("type_vocab", type_vocab, minimum=0)
+    with_pooler = _flag("pooler", pooler)
     return _as_breakdown(
         embeddings=(v + p + t) * h,
         attention=n_layers * 4 * (h * h + h),
         mlp=n_layers * (h * i + i + i * h + h),
         norm=2 * h + n_layers * 2 * (2 * h),
-        head=(h * h + h) if pooler else 0,
+        head=(h * h + h) if with_pooler else 0,
     )
 
 
@@ -137,7 +147,7 @@ def bert_param_count(
     round it to 110M.
 
     Raises:
-        TypeError, ValueError: as :func:`bert_param_breakdown`.
+        ValueError: as :func:`bert_param_breakdown`.
     """
     return sum(
         bert_param_breakdown(vocab_size, hidden, layers, intermediate, max_position, type_vocab, pooler).values()
@@ -181,20 +191,21 @@ def gpt_param_breakdown(
         ``{"embeddings", "attention", "mlp", "norm", "head"}`` -> exact counts (``int``).
 
     Raises:
-        TypeError: if a size is not an integer.
-        ValueError: if a size is below 1.
+        ValueError: if a size is not an integer or is below 1, or ``tied_embeddings`` is not a
+            bool.
     """
     v = _size("vocab_size", vocab_size)
     d = _size("d_model", d_model)
     n_layers = _size("layers", layers)
     ctx = _size("n_ctx", n_ctx)
+    tied = _flag("tied_embeddings", tied_embeddings)
     f = 4 * d if d_ff is None else _size("d_ff", d_ff)
     return _as_breakdown(
         embeddings=(v + ctx) * d,
         attention=n_layers * 4 * (d * d + d),
         mlp=n_layers * (d * f + f + f * d + d),
         norm=n_layers * 2 * (2 * d) + 2 * d,
-        head=0 if tied_embeddings else v * d,
+        head=0 if tied else v * d,
     )
 
 
@@ -212,7 +223,7 @@ def gpt_param_count(
     Hugging Face reports for ``gpt2``.
 
     Raises:
-        TypeError, ValueError: as :func:`gpt_param_breakdown`.
+        ValueError: as :func:`gpt_param_breakdown`.
     """
     return sum(gpt_param_breakdown(vocab_size, d_model, layers, n_ctx, d_ff, tied_embeddings).values())
 
@@ -249,19 +260,20 @@ def llama_param_breakdown(
         ``{"embeddings", "attention", "mlp", "norm", "head"}`` -> exact counts (``int``).
 
     Raises:
-        TypeError: if a size is not an integer.
-        ValueError: if a size is below 1.
+        ValueError: if a size is not an integer or is below 1, or ``tied_embeddings`` is not a
+            bool.
     """
     v = _size("vocab_size", vocab_size)
     d = _size("d_model", d_model)
     n_layers = _size("layers", layers)
     f = _size("d_ff", d_ff)
+    tied = _flag("tied_embeddings", tied_embeddings)
     return _as_breakdown(
         embeddings=v * d,
         attention=n_layers * 4 * d * d,
         mlp=n_layers * 3 * d * f,
         norm=n_layers * 2 * d + d,
-        head=0 if tied_embeddings else v * d,
+        head=0 if tied else v * d,
     )
 
 
@@ -278,7 +290,7 @@ def llama_param_count(
     Hugging Face reports for ``LlamaForCausalLM``; Touvron et al. (2023, Table 2) call it 6.7B.
 
     Raises:
-        TypeError, ValueError: as :func:`llama_param_breakdown`.
+        ValueError: as :func:`llama_param_breakdown`.
     """
     return sum(llama_param_breakdown(vocab_size, d_model, layers, d_ff, tied_embeddings).values())
 
@@ -399,15 +411,21 @@ class LlamaConfig:
         return sum(self.breakdown().values())
 
 
-_BERT_SOURCE = ("Devlin et al. 2019, BERT, §3 'Model Architecture' (L, H, A, 110M/340M) and §3.1/"
-                "Appendix A.2 (512 positions, 2 segments); vocabulary 30,522 from the released vocab.txt")
-_GPT2_SOURCE = ("Radford et al. 2019, GPT-2, §2.3 (vocabulary 50,257, context 1,024) and Table 2 "
-                "(layers, d_model, 117M/345M/762M/1542M). The openai/gpt-2 README retracts the "
-                "paper's counts ('our original parameter counts were wrong due to an error') and "
-                "names the models 124M, 355M, 774M, 1558M")
-_GPT3_SOURCE = ("Brown et al. 2020, GPT-3, Table 2.1 (n_params 175.0B, 96 layers, d_model 12,288, "
-                "96 heads, context 2,048; same architecture as GPT-2 apart from sparse attention "
-                "patterns, which add no parameters) and Table D.1 (params 174,600M)")
+_BERT_SOURCE = ("Devlin et al. 2019, BERT (NAACL-HLT 2019, pp. 4171-4186; arXiv:1810.04805v2), §3 "
+                "'Model Architecture' (L, H, A and 'Total Parameters=110M' / '340M'), §3 'Input/Output "
+                "Representations' (WordPiece, '30,000 token vocabulary'; a learned sentence A/B "
+                "embedding) and Appendix A.2 (sequences of at most 512 tokens); the vocabulary size "
+                "30,522 is the line count of the released vocab.txt")
+_GPT2_SOURCE = ("Radford et al. 2019, 'Language Models are Unsupervised Multitask Learners' (OpenAI "
+                "report), §2.3 (vocabulary 50,257, context 1,024) and Table 2 (layers, d_model, "
+                "117M/345M/762M/1542M). The openai/gpt-2 README retracts the paper's counts ('our "
+                "original parameter counts were wrong due to an error (in our previous blog posts "
+                "and paper)'); its download commands (DEVELOPERS.md) name the models 124M, 355M, "
+                "774M and 1558M")
+_GPT3_SOURCE = ("Brown et al. 2020, 'Language Models are Few-Shot Learners' (arXiv:2005.14165v4), "
+                "Table 2.1 (n_params 175.0B, 96 layers, d_model 12,288, 96 heads, context 2,048), "
+                "§2.1 ('the same model and architecture as GPT-2' apart from alternating sparse "
+                "attention patterns, which add no parameters) and Table D.1 (params 174,600M)")
 
 BERT_BASE = BertConfig("BERT-base", vocab_size=30_522, hidden=768, layers=12, heads=12,
                        intermediate=3_072, max_position=512, type_vocab=2,
@@ -427,10 +445,11 @@ GPT3_175B = GPTConfig("GPT-3 175B", vocab_size=50_257, d_model=12_288, layers=96
                       n_ctx=2_048, published_params=175_000_000_000, source=_GPT3_SOURCE)
 LLAMA_7B = LlamaConfig("LLaMA-7B", vocab_size=32_000, d_model=4_096, layers=32, heads=32,
                        d_ff=11_008, published_params=6_700_000_000,
-                       source="Touvron et al. 2023, LLaMA, Table 2 (6.7B, dimension 4096, 32 heads, "
-                              "32 layers) and §2.2 (SwiGLU of width 2/3 * 4d; the reference code "
-                              "rounds it up to a multiple of 256: 11,008); vocabulary 32,000 "
-                              "(SentencePiece, §2.1)")
+                       source="Touvron et al. 2023, LLaMA (arXiv:2302.13971v1), Table 2 (6.7B, "
+                              "dimension 4096, 32 heads, 32 layers) and §2.2 (SwiGLU of width 2/3 * 4d; the reference code "
+                              "rounds it up to a multiple of 256: 11,008). The paper (§2.1, "
+                              "'Tokenizer') names the tokenizer (BPE, SentencePiece) but not its "
+                              "size; 32,000 is the vocabulary of the released tokenizer")
 
 #: The published models above, smallest first.
 KNOWN_MODELS: tuple[BertConfig | GPTConfig | LlamaConfig, ...] = (

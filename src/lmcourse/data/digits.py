@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -9,7 +11,8 @@ def load_digits_split(test_fraction: float = 0.25, seed: int = 0
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The 1,797 digits shipped with scikit-learn, split stratified and seeded.
 
-    Source: Alpaydin & Kaynak (1998), UCI ML repository; ``sklearn.datasets.load_digits``.
+    Source: Alpaydin & Kaynak (1998), UCI ML repository; ``sklearn.datasets.load_digits`` (a copy
+    of the UCI test set: 1,797 images written by 13 people).
 
     Args:
         test_fraction: share of images held out for testing, in (0, 1).
@@ -20,10 +23,23 @@ def load_digits_split(test_fraction: float = 0.25, seed: int = 0
         ``x_test``, ``y_train (N,) int32`` in [0, 10), ``y_test``.
 
     Raises:
-        ValueError: if ``test_fraction`` is not in (0, 1).
+        ValueError: if ``test_fraction`` is not a number strictly between 0 and 1 (NaN included),
+            leaves fewer than one image per class on either side (below 10/1797 or above
+            1787/1797), or ``seed`` is not an integer >= 0.
     """
-    if not 0.0 < test_fraction < 1.0:
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float, np.number)):
+        raise ValueError(f"test_fraction must be a number in (0, 1), got {test_fraction!r}")
+    if not 0.0 < test_fraction < 1.0:  # also False for NaN
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    n_images, n_classes = 1_797, 10
+    n_test = math.ceil(test_fraction * n_images)  # how scikit-learn rounds a float test_size
+    if n_test < n_classes or n_images - n_test < n_classes:
+        raise ValueError(
+            f"test_fraction={test_fraction} puts {n_test} of {n_images} images in the test set; a "
+            f"stratified split needs at least {n_classes} (one per class) on each side"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
