@@ -1,7 +1,10 @@
 """The article's errors that the course corrects, kept true by tests.
 
-Loss 2.3026 = ln 10 is the cross-entropy of a 10-class model whose output ignores its input; it is
-not a sign of overfitting (chapter 03).
+1. Loss 2.3026 = ln 10 is the cross-entropy of a 10-class model whose output ignores its input; it
+   is not a sign of overfitting (chapter 03).
+2. Its F1 puts accuracy 准确率 where precision 精确率 belongs (chapter 10).
+3. Its recall 召回率 is "correctly classified / all positives", (TP + TN) / (TP + FN), which
+   counts the true negatives and exceeds 1; recall is TP / (TP + FN) (chapter 10).
 """
 
 import math
@@ -57,22 +60,31 @@ def test_too_high_learning_rate_learns_nothing_and_fix_learns(digits):
     assert fixed_accuracy > 0.85 and fixed_test_loss < 1.0
 
 
-def test_article_f1_formula_is_not_f1(digits):
+@pytest.fixture(scope="module")
+def zero_vs_rest(digits):
+    """A real imbalanced task: digit 0 against the rest (100 positives of 1,000 test digits),
+    with P(zero) from a logistic regression trained on the 1,000 training digits."""
+    from sklearn.linear_model import LogisticRegression
+
+    y_true = (digits.y_test == 0).astype(int)
+    classifier = LogisticRegression(max_iter=300).fit(
+        digits.x_train.reshape(len(digits.x_train), -1) / 255.0, digits.y_train == 0)
+    p_zero = classifier.predict_proba(digits.x_test.reshape(len(y_true), -1) / 255.0)[:, 1]
+    return y_true, p_zero
+
+
+def test_article_f1_formula_is_not_f1(zero_vs_rest):
     """The article's F1 uses accuracy (准确率) where precision (精确率) belongs; they differ.
 
     On an imbalanced real task (digit 0 vs rest, 10% positives) a classifier that flags too much
     keeps a high accuracy (the many true negatives) while its precision collapses, so the
     article's formula reports more than twice its real F1 (which equals scikit-learn's).
     """
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score as sk_f1
 
     from lmcourse import metrics
 
-    y_true = (digits.y_test == 0).astype(int)                  # 100 positives of 1,000
-    classifier = LogisticRegression(max_iter=300).fit(
-        digits.x_train.reshape(len(digits.x_train), -1) / 255.0, digits.y_train == 0)
-    p_zero = classifier.predict_proba(digits.x_test.reshape(len(y_true), -1) / 255.0)[:, 1]
+    y_true, p_zero = zero_vs_rest
     careful = (p_zero >= 0.5).astype(int)                     # the classifier's own decision
     flags_everything = (p_zero >= 1e-6).astype(int)           # flags far too much
 
@@ -90,3 +102,52 @@ def test_article_f1_formula_is_not_f1(digits):
     # Flagging 80% of the images: accuracy stays high thanks to the true negatives, precision
     # collapses, so the article's formula more than doubles the real F1.
     assert article_f1(y_true, flags_everything) > 2 * sk_f1(y_true, flags_everything)
+
+
+def test_article_recall_counts_true_negatives_and_exceeds_1(zero_vs_rest):
+    """The article's recall (召回率) is "correctly classified / all positives": (TP + TN) / (TP + FN).
+
+    It counts the true negatives, so on an imbalanced task it exceeds 1 (here about 9); it equals
+    accuracy × n / P, so it ranks classifiers as accuracy does and gives a classifier that never
+    says "positive" a high score (TN / P = 9) where the real recall is 0. Recall is
+    TP / (TP + FN), and ours equals scikit-learn's ``recall_score``. Put into F1, the article's
+    recall gives values above 1, which no F1 can take.
+    """
+    from sklearn.metrics import f1_score as sk_f1
+    from sklearn.metrics import recall_score as sk_recall
+
+    from lmcourse import metrics
+
+    y_true, p_zero = zero_vs_rest
+    n, positives = len(y_true), int(y_true.sum())
+
+    def article_recall(y, p):                                 # "correctly classified / all positives"
+        tp, fp, fn, tn = metrics.confusion_counts(y, p)
+        return (tp + tn) / (tp + fn)
+
+    def recall_by_hand(y, p):                                 # TP / (TP + FN): right
+        tp, fp, fn, tn = metrics.confusion_counts(y, p)
+        return tp / (tp + fn)
+
+    careful = (p_zero >= 0.5).astype(int)
+    never = np.zeros_like(y_true)
+    for y_pred in (careful, never, (p_zero >= 1e-6).astype(int)):
+        right = sk_recall(y_true, y_pred, zero_division=0)
+        assert metrics.recall(y_true, y_pred) == pytest.approx(right, abs=1e-12)
+        assert recall_by_hand(y_true, y_pred) == pytest.approx(right, abs=1e-12)
+        assert 0.0 <= right <= 1.0
+        wrong = article_recall(y_true, y_pred)
+        assert wrong == pytest.approx(metrics.accuracy(y_true, y_pred) * n / positives, abs=1e-12)
+        assert wrong > 1.0 and abs(wrong - right) > 1.0
+    # the real classifier: a real recall near 0.9, the article's near 9
+    assert 0.8 < sk_recall(y_true, careful) <= 1.0 and article_recall(y_true, careful) > 8.0
+    # "never positive" finds nothing, yet the article's recall is TN / P = 900 / 100 = 9
+    assert sk_recall(y_true, never, zero_division=0) == 0.0
+    assert article_recall(y_true, never) == pytest.approx((n - positives) / positives)
+    # in F1 (with precision, or with the article's accuracy) it gives impossible values above 1
+    prec, acc = metrics.precision(y_true, careful), metrics.accuracy(y_true, careful)
+    r_wrong = article_recall(y_true, careful)
+    assert 2 * prec * r_wrong / (prec + r_wrong) > 1.0
+    assert 2 * acc * r_wrong / (acc + r_wrong) > 1.0
+    f1 = metrics.f1_score(y_true, careful)
+    assert f1 == pytest.approx(sk_f1(y_true, careful), abs=1e-12) and f1 <= 1.0

@@ -588,3 +588,101 @@ def test_accepts_lists_and_jax_arrays():
     assert m.roc_auc_score(jnp.asarray(y), jnp.asarray(s)) == m.roc_auc_score(y, s) == 0.75
     assert m.f1_score(jnp.asarray(y), jnp.asarray([0, 1, 1, 1])) == pytest.approx(0.8)
     assert m.top_k_accuracy(jnp.asarray([1]), jnp.asarray([[0.1, 0.7, 0.2]]), 1) == 1.0
+
+
+# ----------------------------------------------------------------------------------------------
+# bad input: class ids, pos_label, thresholds (issue 10 §5: a clear error, never a silent answer)
+# ----------------------------------------------------------------------------------------------
+def test_confusion_counts_rejects_a_positive_class_that_is_not_there():
+    # the default pos_label=1 against string labels: would count nothing
+    with pytest.raises(ValueError, match="mix strings and numbers"):
+        m.confusion_counts(["Shirt", "other"], ["other", "other"])
+    # an integer class that occurs nowhere while other classes do: a typo, not a batch
+    with pytest.raises(ValueError, match=r"pos_label=1 occurs in neither .* \[0, 2\]"):
+        m.confusion_counts([0, 2, 2], [0, 0, 2], pos_label=1)
+    # a batch with a single label may lack the positive class: that is data, not a mistake
+    assert m.confusion_counts([0, 0, 0], [0, 0, 0], pos_label=1) == (0, 0, 0, 3)
+    assert m.confusion_counts(["a", "b"], ["b", "b"], pos_label="a") == (0, 0, 1, 1)
+
+
+def test_class_ids_out_of_range_of_the_score_columns_raise():
+    prob = np.array([[0.5, 0.3, 0.2], [0.2, 0.3, 0.5], [0.1, 0.8, 0.1]])
+    # ids {0, 3, 10} with 3 columns: scikit-learn would read columns 0, 1, 2 silently
+    with pytest.raises(ValueError, match=r"class ids in \[0, 10\] .* must be 0\.\.2"):
+        m.log_loss([0, 3, 10], prob)
+    with pytest.raises(ValueError, match=r"class ids in \[-1, 2\]"):
+        m.log_loss([-1, 1, 2], prob)
+    # mapped on purpose, it is accepted and equals scikit-learn
+    close(m.log_loss([0, 3, 10], prob, labels=[0, 3, 10]), skm.log_loss([0, 3, 10], prob, labels=[0, 3, 10]))
+    # ids in range but one class absent from y_true: columns ≠ classes seen, say so
+    with pytest.raises(ValueError, match="3 columns but there are 2 classes"):
+        m.log_loss([0, 2, 2], prob)
+    for bad in ([0, 3, 1], [-1, 0, 1]):
+        with pytest.raises(ValueError, match=r"class indices 0\.\.2"):
+            m.top_k_accuracy(bad, prob, 1)
+    with pytest.raises(ValueError, match="one entry per column"):
+        m.top_k_accuracy([0, 1, 2], prob, 1, labels=[0, 1])
+    with pytest.raises(ValueError, match="not in labels"):
+        m.top_k_accuracy(["a", "b", "z"], prob, 1, labels=["a", "b", "c"])
+
+
+@pytest.mark.parametrize("thresholds", [np.nan, 1.5, -0.1, [], [0.5, np.nan]])
+def test_bad_iou_thresholds_raise(thresholds):
+    gt_boxes, gt_labels = [np.array([[0, 0, 2, 2]])], [np.array([1])]
+    pred = ([np.array([[0, 0, 2, 2]])], [np.array([0.9])], [np.array([1])])
+    with pytest.raises(ValueError, match=r"iou_thresholds must be .* in \[0, 1\]"):
+        m.mean_average_precision(gt_boxes, gt_labels, *pred, iou_thresholds=thresholds)
+    with pytest.raises(ValueError, match=r"iou_thresholds must be .* in \[0, 1\]"):
+        m.match_detections(gt_boxes, gt_labels, *pred, 1, iou_thresholds=thresholds)
+    if np.ndim(thresholds) == 0:
+        with pytest.raises(ValueError, match=r"iou_thresholds must be .* in \[0, 1\]"):
+            m.detection_average_precision(gt_boxes, gt_labels, *pred, iou_threshold=thresholds)
+    # both edges of the range are valid: a perfect box matches at 0 and at 1
+    assert m.mean_average_precision(gt_boxes, gt_labels, *pred, iou_thresholds=[0.0, 1.0]) == pytest.approx(1.0)
+
+
+def test_nan_detection_scores_and_bad_recall_thresholds_raise():
+    gt_boxes, gt_labels = [np.array([[0, 0, 2, 2]])], [np.array([1])]
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        m.detection_average_precision(gt_boxes, gt_labels, [np.array([[0, 0, 2, 2]])],
+                                      [np.array([np.nan])], [np.array([1])])
+    matches = m.match_detections(gt_boxes, gt_labels, [np.array([[0, 0, 2, 2]])],
+                                 [np.array([0.9])], [np.array([1])], 1)
+    for bad in ([], [np.nan], [0.0, 1.5]):
+        with pytest.raises(ValueError, match="recall_thresholds"):
+            m.interpolated_average_precision(matches, bad)
+
+
+@pytest.mark.parametrize("func, args", [
+    (m.log_loss, ([], [])),
+    (m.top_k_accuracy, ([], np.zeros((0, 3)), 1)),
+    (m.precision_recall_curve, ([], [])),
+    (m.confusion_counts, ([], [])),
+    (m.r2_score, ([], [])),
+    (m.pearson_r, ([], [])),
+    (m.precision_at_k, ([[]], [[]], 1)),
+    (m.recall_at_k, ([], [], 1)),
+])
+def test_more_empty_inputs_raise(func, args):
+    with pytest.raises(ValueError, match="empty"):
+        func(*args)
+
+
+@pytest.mark.parametrize("func, args", [
+    (m.confusion_counts, ([0, 1, 1], [0, 1])),
+    (m.precision, ([0, 1], [1])),
+    (m.recall, ([0, 1], [1, 1, 1])),
+    (m.average_precision_score, ([0, 1, 1], [0.1, 0.2])),
+    (m.roc_curve, ([0, 1], [0.1])),
+    (m.mean_squared_error, ([1.0], [1.0, 2.0])),
+    (m.r2_score, ([1.0, 2.0, 3.0], [1.0, 2.0])),
+])
+def test_more_mismatched_lengths_raise(func, args):
+    with pytest.raises(ValueError, match="same number of samples"):
+        func(*args)
+
+
+@pytest.mark.parametrize("func", [m.mean_absolute_error, m.root_mean_squared_error])
+def test_nan_regression_inputs_raise(func):
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        func([1.0, 2.0], [np.nan, 2.0])

@@ -223,3 +223,149 @@ def test_vmapped_kfold_training_equals_a_python_loop(fashion, small_model):
     losses, accs = R.evaluate_params(graphdef, vmapped.params, np.asarray(x), np.asarray(y), model_axes=1)
     one, _ = R.evaluate_params(graphdef, R.unstack_params(vmapped.params, 2), np.asarray(x), np.asarray(y))
     assert losses.shape == accs.shape == (k,) and losses[2] == pytest.approx(one, abs=1e-5)
+
+
+# --- bad input and the edges of the valid ranges (issue 10 §5) --------------------------------
+
+BAD_PROBABILITIES = [-0.5, 1.5, float("nan")]
+
+
+@pytest.mark.parametrize("bad", BAD_PROBABILITIES)
+def test_rates_and_probabilities_outside_0_1_raise(bad, fashion):
+    x = jnp.asarray(fashion[0][:4])
+    y = jnp.asarray(fashion[1][:4])
+    key = jax.random.key(0)
+    model = R.MLP(nnx.Rngs(0), hidden=8)
+    attempts = {
+        "dropout": lambda: R.dropout(key, jnp.ones((4, 8)), bad),
+        "MLP, training": lambda: model(x, key=key, dropout_rate=bad),
+        "MLP, evaluation": lambda: model(x, dropout_rate=bad),
+        "random_flip": lambda: R.random_flip(key, x, bad),
+        "augment": lambda: R.augment(key, x, y, flip_probability=bad),
+        "Hyper.dropout_rate": lambda: R.Hyper(dropout_rate=bad),
+        "Hyper.flip_probability": lambda: R.Hyper(flip_probability=bad),
+        "Hyper.decoupled_decay": lambda: R.Hyper(decoupled_decay=bad),
+        "Hyper._replace": lambda: R.Hyper()._replace(dropout_rate=bad),
+        "Hyper, vmapped values": lambda: R.Hyper(dropout_rate=jnp.array([0.2, bad])),
+    }
+    for what, attempt in attempts.items():
+        with pytest.raises(ValueError, match=r"must be in \[0, 1\], got"):
+            attempt()
+            pytest.fail(f"{what} accepted {bad}")
+
+
+@pytest.mark.parametrize("field, value", [("l1", -1e-4), ("l2", float("nan")), ("l2", float("inf")),
+                                          ("max_shift", -1), ("max_shift", 1.5)])
+def test_bad_penalties_and_shifts_raise(field, value):
+    with pytest.raises(ValueError, match=f"Hyper.{field}"):
+        R.Hyper(**{field: value})
+
+
+def test_bad_shift_settings_and_sizes_raise(fashion, small_model):
+    x, y = jnp.asarray(fashion[0][:4]), jnp.asarray(fashion[1][:4])
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match=r"max_shift must be in \[0, 2\]"):
+        R.augment(key, x, y, max_shift=3, pad=2)           # would be clipped to 2 silently
+    with pytest.raises(ValueError, match="max_shift"):
+        R.augment(key, x, y, max_shift=-1)
+    with pytest.raises(ValueError, match="whole number"):
+        R.random_shift(key, x, 1.5)
+    with pytest.raises(ValueError, match="pad must be an integer"):
+        R.shift_images(x, jnp.zeros(4, jnp.int32), jnp.zeros(4, jnp.int32), pad=1.5)
+    with pytest.raises(ValueError, match="pad must be an integer >= 0"):
+        R.shift_images(x, jnp.zeros(4, jnp.int32), jnp.zeros(4, jnp.int32), pad=-1)
+    for kwargs in ({"epochs": 0}, {"epochs": 2.5}, {"epochs": True}, {"epochs": 2, "batch_size": 0},
+                   {"epochs": 2, "patience": 0}, {"epochs": 2, "shift_pad": -1}):
+        with pytest.raises(ValueError, match="TrainConfig"):
+            R.TrainConfig(**kwargs)
+    with pytest.raises(ValueError, match="k must be an integer"):
+        R.kfold_indices(10, 2.5)
+    with pytest.raises(ValueError, match="patience must be an integer"):
+        R.early_stopping([1.0, 0.5], patience=1.5)
+    with pytest.raises(ValueError, match="hidden must be an integer >= 1"):
+        R.MLP(nnx.Rngs(0), hidden=0)
+    with pytest.raises(ValueError, match="784 values per example"):
+        R.MLP(nnx.Rngs(0))(jnp.ones((2, 27, 27, 1)))
+    # a concrete shift above the step's padding is refused when the step is called
+    graphdef, params = small_model
+    step = R.make_train_step(graphdef, ADAM, shift_pad=1)
+    with pytest.raises(ValueError, match=r"Hyper.max_shift must be in \[0, 1\]"):
+        step(params, ADAM.init(params), x, y, key, R.Hyper(max_shift=2))
+
+
+def test_row_indices_and_labels_outside_the_data_raise(fashion, small_model):
+    """JAX clamps an out-of-range gather: the run would silently train on the wrong rows."""
+    graphdef, params = small_model
+    x, y = jnp.asarray(fashion[0][:200]), jnp.asarray(fashion[1][:200])
+    stacked, keys = R.stack_params([params]), jax.random.split(jax.random.key(0), 1)
+    config = R.TrainConfig(epochs=1, batch_size=50)
+    good_train, good_val = jnp.arange(100), jnp.arange(100, 200)
+    cases = [
+        (x, y, good_train, jnp.arange(100, 201), r"val_idx must index rows 0\.\.199"),
+        (x, y, jnp.arange(-1, 99), good_val, r"train_idx must index rows 0\.\.199"),
+        (x, y.at[3].set(10), good_train, good_val, r"class ids 0\.\.9 \(the model has 10 outputs\)"),
+        (x, y[:150], good_train, good_val, "x has 200 examples but y has 150"),
+        (x, y, jnp.arange(40), good_val, "40 training examples < batch size 50"),
+    ]
+    for xs, ys, tr, va, message in cases:
+        with pytest.raises(ValueError, match=message):
+            R.train_seeds(graphdef, ADAM, config, stacked, keys, R.Hyper(), xs, ys, tr, va)
+    with pytest.raises(ValueError, match=r"class ids 0\.\.9"):
+        R.evaluate_params(graphdef, params, np.asarray(x[:5]), np.array([0, 1, 2, 3, -1]))
+    with pytest.raises(ValueError, match="equal length"):
+        R.evaluate_params(graphdef, params, np.asarray(x[:5]), np.array([0, 1]))
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+@pytest.mark.parametrize("traced", [False, True])
+def test_dropout_at_rate_0_and_1_has_finite_outputs_and_gradients(rate, traced):
+    x = jax.random.normal(jax.random.key(1), (16, 32))
+    key = jax.random.key(2)
+
+    def total(x, rate):
+        return (R.dropout(key, x, rate) * jnp.arange(32.0)).sum()
+
+    fn = jax.jit(R.dropout) if traced else R.dropout
+    grad = jax.jit(jax.grad(total)) if traced else jax.grad(total)
+    out, g = np.asarray(fn(key, x, rate)), np.asarray(grad(x, rate))
+    assert np.all(np.isfinite(out)) and np.all(np.isfinite(g))
+    if rate == 0.0:
+        assert np.array_equal(out, np.asarray(x))                       # nothing dropped
+        assert np.array_equal(g, np.broadcast_to(np.arange(32.0), g.shape))
+    else:
+        assert not out.any() and not g.any()                            # all dropped, gradient 0
+
+
+@pytest.mark.parametrize("probability", [0.0, 1.0])
+def test_flips_at_probability_0_and_1_have_finite_outputs_and_gradients(fashion, probability):
+    x = jnp.asarray(fashion[0][:8])
+    key = jax.random.key(3)
+    weights = jax.random.normal(jax.random.key(4), x.shape)
+    out = R.random_flip(key, x, probability)
+    g = jax.grad(lambda im: (R.random_flip(key, im, probability) * weights).sum())(x)
+    assert np.all(np.isfinite(out)) and np.all(np.isfinite(g))
+    expected = R.flip_left_right(x) if probability == 1.0 else x
+    assert np.array_equal(out, expected)
+    # the gradient is the incoming one sent back through the same mirror
+    assert np.array_equal(g, R.flip_left_right(weights) if probability == 1.0 else weights)
+
+
+@pytest.mark.parametrize("dropout_rate, flip_probability", [(0.0, 0.0), (1.0, 1.0)])
+def test_training_step_at_the_edges_gives_finite_loss_and_gradients(fashion, small_model,
+                                                                    dropout_rate, flip_probability):
+    """The real path: hyper-parameters traced inside the jitted step, on real images."""
+    graphdef, params = small_model
+    x, y = jnp.asarray(fashion[0][:100]), jnp.asarray(fashion[1][:100])
+    hyper = R.Hyper(dropout_rate=dropout_rate, flip_probability=flip_probability, max_shift=2)
+    loss_fn = jax.jit(R.make_loss_fn(graphdef))
+    grads = jax.jit(jax.grad(lambda p, k, h: loss_fn(p, x, y, k, h)[0]))(params, jax.random.key(0), hyper)
+    leaves = [np.asarray(g) for g in jax.tree.leaves(grads)]
+    assert all(np.all(np.isfinite(g)) for g in leaves)
+    step = jax.jit(R.make_train_step(graphdef, ADAM))
+    new_params, _, ce = step(params, ADAM.init(params), x, y, jax.random.key(0), hyper)
+    assert np.isfinite(float(ce))
+    assert all(np.all(np.isfinite(np.asarray(p))) for p in jax.tree.leaves(new_params))
+    if dropout_rate == 1.0:
+        # every hidden unit dropped: the logits are the output bias, the first layer gets no gradient
+        assert not np.asarray(grads["hidden"]["kernel"][...]).any()
+        assert float(ce) == pytest.approx(np.log(10), abs=1e-5)

@@ -25,8 +25,9 @@ Conventions shared by every function:
 * Results are Python ``float`` (or ``float64``/``int64`` arrays where a function says so).
 * Errors are ``ValueError`` with a message that says what is wrong and what to do: empty
   inputs, inputs of different lengths, NaN or infinite scores, a ``k`` that is not an integer
-  in range, a metric that is undefined for the data (e.g. ROC AUC when ``y_true`` holds a
-  single class, where scikit-learn instead warns and returns NaN).
+  in range, class ids outside the columns of a score matrix, a ``pos_label`` that is not one of
+  the labels, IoU thresholds outside [0, 1], a metric that is undefined for the data (e.g. ROC
+  AUC when ``y_true`` holds a single class, where scikit-learn instead warns and returns NaN).
 * Where a ratio has a zero denominator (precision with no positive prediction, recall with no
   positive sample, ...), the result is ``zero_division``: ``0.0`` by default, or ``1.0`` or
   ``nan`` if asked. This is scikit-learn's ``zero_division`` (its default ``"warn"`` gives 0.0
@@ -273,11 +274,27 @@ def confusion_counts(y_true: ArrayLike, y_pred: ArrayLike, *, pos_label: Any = 1
 
     Returns:
         :class:`Counts` of Python ints; ``tp + fp + fn + tn == n``.
+
+    Raises:
+        ValueError: bad inputs (see :func:`accuracy`); ``pos_label`` of another type than the
+            labels (a string against numbers); ``pos_label`` absent from both ``y_true`` and
+            ``y_pred`` while they hold two or more labels (it would silently give TP = FP =
+            FN = 0, e.g. the default ``1`` with labels ``"Shirt"``/``"other"``). A single-label
+            input may lack the positive class (a batch with no positive is legitimate).
     """
     t, p = _labels("y_true", y_true), _labels("y_pred", y_pred)
     n = _same_length(y_true=t, y_pred=p)
     _check_mix(t, p)
+    pos = np.asarray([pos_label])
+    _check_mix(pos, t)
     tpos, ppos = t == pos_label, p == pos_label
+    if not (tpos.any() or ppos.any()):
+        seen = np.union1d(t, p)
+        if len(seen) >= 2:
+            raise ValueError(
+                f"pos_label={pos_label!r} occurs in neither y_true nor y_pred, whose labels are "
+                f"{seen[:10].tolist()}{' ...' if len(seen) > 10 else ''}: every count would be "
+                "0 except TN. Pass pos_label=<the positive class>.")
     tp = int(np.count_nonzero(tpos & ppos))
     fp = int(np.count_nonzero(ppos)) - tp
     fn = int(np.count_nonzero(tpos)) - tp
@@ -398,17 +415,37 @@ def precision_recall_f1(y_true: ArrayLike, y_pred: ArrayLike, *, average: Averag
 
 
 def precision(y_true: ArrayLike, y_pred: ArrayLike, **kwargs: Any) -> Any:
-    r"""Precision :math:`TP/(TP+FP)`; keywords and conventions of :func:`precision_recall_f1`."""
+    r"""Precision 精确率 :math:`TP/(TP+FP)`; keywords and conventions of :func:`precision_recall_f1`.
+
+    Raises:
+        ValueError: as :func:`precision_recall_f1`.
+    """
     return precision_recall_f1(y_true, y_pred, **kwargs).precision
 
 
 def recall(y_true: ArrayLike, y_pred: ArrayLike, **kwargs: Any) -> Any:
-    r"""Recall :math:`TP/(TP+FN)`; keywords and conventions of :func:`precision_recall_f1`."""
+    r"""Recall 召回率 :math:`TP/(TP+FN)`; keywords and conventions of :func:`precision_recall_f1`.
+
+    The share of the positive samples that are found, in [0, 1]. Not "correctly classified /
+    all positives", :math:`(TP+TN)/(TP+FN)`, which counts the true negatives too and exceeds 1
+    whenever ``TN > FN`` (chapter 10 and ``tests/test_lessons.py`` show that error on a real
+    classifier).
+
+    Raises:
+        ValueError: as :func:`precision_recall_f1`.
+    """
     return precision_recall_f1(y_true, y_pred, **kwargs).recall
 
 
 def f1_score(y_true: ArrayLike, y_pred: ArrayLike, **kwargs: Any) -> Any:
-    r"""F1 :math:`2PR/(P+R) = 2TP/(2TP+FP+FN)`; keywords of :func:`precision_recall_f1`."""
+    r"""F1 值 :math:`2PR/(P+R) = 2TP/(2TP+FP+FN)`; keywords of :func:`precision_recall_f1`.
+
+    The harmonic mean of precision and recall; with accuracy in place of precision,
+    :math:`2\cdot\mathrm{Acc}\cdot R/(\mathrm{Acc} + R)` is not F1 (chapter 10).
+
+    Raises:
+        ValueError: as :func:`precision_recall_f1`.
+    """
     return precision_recall_f1(y_true, y_pred, **kwargs).f1
 
 
@@ -653,7 +690,10 @@ def log_loss(y_true: ArrayLike, y_prob: ArrayLike, *, labels: ArrayLike | None =
     Raises:
         ValueError: bad inputs; NaN/inf or values outside [0, 1]; fewer than two classes;
             columns ≠ classes; ``y_true`` labels not in ``labels``; rows that do not sum to 1
-            within ``sqrt(eps)`` (scikit-learn only warns).
+            within ``sqrt(eps)`` (scikit-learn only warns); integer ``y_true`` with ``(n, K)``
+            probabilities and no ``labels`` whose ids are outside ``0 .. K-1`` (scikit-learn
+            would map the sorted ids to the columns silently, so ids ``{0, 3, 10}`` would read
+            columns 0, 1, 2; pass ``labels`` to map them on purpose).
     """
     t = _labels("y_true", y_true)
     raw = np.asarray(y_prob)
@@ -670,6 +710,12 @@ def log_loss(y_true: ArrayLike, y_prob: ArrayLike, *, labels: ArrayLike | None =
                          "labels=[...] with every class")
     if labels is not None and not np.isin(t, classes).all():
         raise ValueError("y_true contains labels that are not in labels")
+    if labels is None and prob.ndim == 2 and t.dtype.kind in "iu" and (
+            t.min() < 0 or t.max() >= prob.shape[1]):
+        raise ValueError(
+            f"y_true holds class ids in [{t.min()}, {t.max()}] but y_prob has {prob.shape[1]} "
+            f"columns, so ids must be 0..{prob.shape[1] - 1}; pass labels=[class of each column] "
+            "if your ids are not column indices")
     if prob.ndim == 1:
         prob = np.stack([1.0 - prob, prob], axis=1)
     if prob.shape[1] != len(classes):
@@ -742,18 +788,30 @@ def _regression(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.nd
 
 
 def mean_squared_error(y_true: ArrayLike, y_pred: ArrayLike) -> float:
-    r"""MSE :math:`\frac1n\sum_i (y_i - \hat y_i)^2` of ``(n,)`` float arrays (squared units)."""
+    r"""MSE :math:`\frac1n\sum_i (y_i - \hat y_i)^2` of ``(n,)`` float arrays (squared units).
+
+    Raises:
+        ValueError: empty, NaN/inf, not 1-D, or of different lengths.
+    """
     t, p = _regression(y_true, y_pred)
     return float(np.mean((t - p) ** 2))
 
 
 def root_mean_squared_error(y_true: ArrayLike, y_pred: ArrayLike) -> float:
-    r"""RMSE :math:`\sqrt{\mathrm{MSE}}`, in the units of ``y`` (chapter 09's rating error)."""
+    r"""RMSE :math:`\sqrt{\mathrm{MSE}}`, in the units of ``y`` (chapter 09's rating error).
+
+    Raises:
+        ValueError: as :func:`mean_squared_error`.
+    """
     return math.sqrt(mean_squared_error(y_true, y_pred))
 
 
 def mean_absolute_error(y_true: ArrayLike, y_pred: ArrayLike) -> float:
-    r"""MAE :math:`\frac1n\sum_i |y_i - \hat y_i|` of ``(n,)`` float arrays."""
+    r"""MAE :math:`\frac1n\sum_i |y_i - \hat y_i|` of ``(n,)`` float arrays.
+
+    Raises:
+        ValueError: as :func:`mean_squared_error`.
+    """
     t, p = _regression(y_true, y_pred)
     return float(np.mean(np.abs(t - p)))
 
@@ -888,6 +946,9 @@ def recall_at_k(relevance: ArrayLike, scores: ArrayLike, k: int, *, zero_divisio
 
     Returns:
         float in [0, 1] (nan if every query is undefined and ``zero_division`` is nan).
+
+    Raises:
+        ValueError: as :func:`precision_at_k`; a bad ``zero_division``.
     """
     rel, s = _ranking(relevance, scores)
     k = _check_k(k)
@@ -1033,6 +1094,15 @@ def _per_image_detections(name: str, seq: Any, n_images: int) -> list[np.ndarray
     return [np.asarray(a).reshape(-1) for a in seq]
 
 
+def _iou_thresholds(iou_thresholds: float | ArrayLike) -> np.ndarray:
+    """``(T,)`` float64 IoU thresholds, each finite and in [0, 1] (NaN would match nothing)."""
+    thr = np.atleast_1d(np.asarray(iou_thresholds, np.float64)).reshape(-1)
+    if thr.size == 0 or not np.all((thr >= 0) & (thr <= 1)):   # NaN fails both comparisons
+        raise ValueError(f"iou_thresholds must be one or more numbers in [0, 1], got "
+                         f"{np.asarray(iou_thresholds).tolist()}")
+    return thr
+
+
 def match_detections(gt_boxes: Any, gt_labels: Any, pred_boxes: Any, pred_scores: Any,
                      pred_labels: Any, label: Any, *,
                      iou_thresholds: ArrayLike = COCO_IOU_THRESHOLDS,
@@ -1059,7 +1129,8 @@ def match_detections(gt_boxes: Any, gt_labels: Any, pred_boxes: Any, pred_scores
         :class:`DetectionMatches`.
 
     Raises:
-        ValueError: different numbers of images, mismatched lengths within an image, bad boxes.
+        ValueError: different numbers of images, mismatched lengths within an image, bad boxes,
+            NaN scores, IoU thresholds that are empty, NaN or outside [0, 1].
     """
     n_images = len(gt_boxes)
     gl = _per_image_detections("gt_labels", gt_labels, n_images)
@@ -1068,7 +1139,7 @@ def match_detections(gt_boxes: Any, gt_labels: Any, pred_boxes: Any, pred_scores
     if len(pred_boxes) != n_images:
         raise ValueError(f"pred_boxes has {len(pred_boxes)} images but gt_boxes has {n_images}")
     max_detections = _check_k(max_detections, "max_detections")
-    thr = np.atleast_1d(np.asarray(iou_thresholds, np.float64))
+    thr = _iou_thresholds(iou_thresholds)
     # pycocotools compares with min(t, 1 - 1e-10), so that t = 1 still matches perfect boxes
     thr_eff = np.minimum(thr, 1 - 1e-10)
     scores_all, tp_all, n_gt = [], [], 0
@@ -1110,6 +1181,9 @@ def detection_precision_recall(matches: DetectionMatches) -> tuple[np.ndarray, n
     Returns:
         ``(precision, recall)``, each ``(T, D)`` float64 (recall is 0 when there is no ground
         truth).
+
+    Raises:
+        Nothing: ``matches`` comes from :func:`match_detections`, which checks the inputs.
     """
     tp = np.cumsum(matches.true_positive, axis=1, dtype=np.float64)
     fp = np.cumsum(~matches.true_positive, axis=1, dtype=np.float64)
@@ -1137,8 +1211,13 @@ def interpolated_average_precision(matches: DetectionMatches,
     Returns:
         ``(T,)`` float64 in [0, 1]; NaN rows where the class has no ground truth (COCO leaves such
         classes out of the mean).
+
+    Raises:
+        ValueError: recall thresholds that are empty, NaN or outside [0, 1].
     """
-    rec_thr = np.asarray(recall_thresholds, np.float64)
+    rec_thr = np.atleast_1d(np.asarray(recall_thresholds, np.float64)).reshape(-1)
+    if rec_thr.size == 0 or not np.all((rec_thr >= 0) & (rec_thr <= 1)):
+        raise ValueError(f"recall_thresholds must be numbers in [0, 1], got {rec_thr.tolist()[:10]}")
     t = matches.true_positive.shape[0]
     if matches.n_ground_truth == 0:
         return np.full(t, np.nan)
@@ -1212,9 +1291,7 @@ def mean_average_precision(gt_boxes: Any, gt_labels: Any, pred_boxes: Any, pred_
     Raises:
         ValueError: see :func:`match_detections`; no ground-truth box at all.
     """
-    thr = np.atleast_1d(np.asarray(iou_thresholds, np.float64))
-    if thr.size == 0 or (thr < 0).any() or (thr > 1).any():
-        raise ValueError(f"iou_thresholds must be in [0, 1], got {iou_thresholds}")
+    thr = _iou_thresholds(iou_thresholds)
     ap = [interpolated_average_precision(match_detections(
         gt_boxes, gt_labels, pred_boxes, pred_scores, pred_labels, lab, iou_thresholds=thr,
         max_detections=max_detections)) for lab in _gt_classes(gt_labels)]

@@ -18,6 +18,15 @@ Pieces:
   with a Python loop, the reference), :func:`evaluate_params`;
 * :func:`early_stopping` (the rule applied to a validation curve) and :func:`kfold_indices`.
 
+Bad values raise ``ValueError`` where they are concrete: a rate or probability outside
+``[0, 1]`` or NaN, a negative penalty, a non-integer or negative shift, a non-positive size, row
+indices or class labels outside the data. Inside ``jax.jit``/``jax.vmap`` a *traced* value cannot
+be tested with a Python ``if``, so the checks run where the values are still Python or NumPy
+numbers or concrete arrays: the constructors (:class:`Hyper`, :class:`TrainConfig`) and the
+public functions called outside ``jit`` (:func:`dropout`, :func:`random_flip`, :func:`augment`,
+:func:`train_seeds`, :func:`train_folds`, :func:`evaluate_params`, ...). A traced value passes
+unchecked: check it before tracing (build a :class:`Hyper`, which checks its fields).
+
 The model is an ordinary Flax NNX module; ``nnx.split`` turns it into a ``GraphDef`` (structure,
 static) and an ``nnx.State`` of parameters (a pytree of arrays), and ``nnx.merge`` rebuilds it
 inside the pure functions. Optimisers are plain Optax transformations applied to that state
@@ -44,6 +53,59 @@ import numpy as np
 import optax
 from flax import nnx
 
+# --- input checks (where values are concrete) ---------------------------------------------------
+
+_TRACED = (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError)
+
+
+def _concrete(value) -> np.ndarray | None:
+    """``value`` as a NumPy array if it is a concrete number or array, ``None`` if it is traced
+    (inside ``jit``/``vmap``/``grad``: no Python ``if`` can test it) or not numeric at all (JAX
+    rebuilds pytrees such as :class:`Hyper` with placeholders while tracing)."""
+    try:
+        a = np.asarray(value)
+    except _TRACED:
+        return None
+    return a if a.dtype.kind in "biuf" else None
+
+
+def _check_range(name: str, value, low: float, high: float | None, hint: str) -> None:
+    """Raise ``ValueError`` unless every element of a concrete ``value`` is in ``[low, high]``
+    (``high=None``: no upper bound) and not NaN; traced values pass (see the module docstring)."""
+    a = _concrete(value)
+    if a is None:
+        return
+    ok = (a >= low) & (a <= high) if high is not None else (a >= low) & np.isfinite(a)
+    if not np.all(ok):   # NaN fails every comparison
+        bad = a[~ok].reshape(-1)[0] if a.ndim else a
+        interval = f"[{low:g}, {high:g}]" if high is not None else f"[{low:g}, inf)"
+        raise ValueError(f"{name} must be in {interval}, got {float(bad)!r}; {hint}")
+
+
+def _check_probability(name: str, value) -> None:
+    _check_range(name, value, 0.0, 1.0, "it is a probability (0 = never, 1 = always)")
+
+
+def _check_count(name: str, value, low: int = 0, high: int | None = None) -> None:
+    """A concrete ``value`` (scalar or array) must hold whole numbers in ``[low, high]``."""
+    a = _concrete(value)
+    if a is None:
+        return
+    if a.dtype.kind == "f" and not np.all(np.isfinite(a) & (a == np.round(a))):
+        raise ValueError(f"{name} must be a whole number (pixels), got {a.tolist()!r}")
+    hint = f"it is at most {high} here" if high is not None else "it is a count"
+    _check_range(name, a, low, high, hint)
+
+
+def _check_int(name: str, value, low: int) -> int:
+    """A Python (or NumPy) integer ``>= low``; bools and floats are refused."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value}")
+    return int(value)
+
+
 # --- data augmentation (数据增强) ----------------------------------------------------------------
 
 
@@ -66,13 +128,11 @@ def shift_images(images: jax.Array, dy: jax.Array, dx: jax.Array, pad: int) -> j
         where that pixel exists, else 0.
 
     Raises:
-        ValueError: if ``images`` is not 4-D or ``pad < 0``.
+        ValueError: if ``images`` is not 4-D or ``pad`` is not an integer ``>= 0``.
     """
     if images.ndim != 4:
         raise ValueError(f"expected images of shape (N, H, W, C), got {images.shape}")
-    p = int(pad)
-    if p < 0:
-        raise ValueError(f"pad must be >= 0, got {pad}")
+    p = _check_int("pad", pad, 0)
     if p == 0:
         return images
     _, h, w, c = images.shape
@@ -100,9 +160,19 @@ def random_shift(key: jax.Array, images: jax.Array, max_shift: int | jax.Array,
 
     Returns:
         ``(N, H, W, C)``, same dtype; pixels shifted in from outside are 0 (see :func:`shift_images`).
+
+    Raises:
+        ValueError: ``pad`` not an integer ``>= 0``; a concrete ``max_shift`` that is negative,
+            NaN, not a whole number or larger than ``pad`` (it would be clipped silently); a
+            traced ``max_shift`` without ``pad``.
     """
     if pad is None:
+        if _concrete(max_shift) is None:
+            raise ValueError("a traced max_shift needs a static pad (the largest shift)")
+        _check_count("max_shift", max_shift)
         pad = int(max_shift)
+    pad = _check_int("pad", pad, 0)
+    _check_count("max_shift", max_shift, 0, pad)
     if pad == 0:
         return images
     m = jnp.asarray(max_shift, jnp.int32)
@@ -119,8 +189,15 @@ def random_flip(key: jax.Array, images: jax.Array, probability: float | jax.Arra
                 ) -> jax.Array:
     """Mirror each ``(N, H, W, C)`` image left–right with ``probability`` (may be traced).
 
-    Returns an array of the same shape and dtype; 0 returns the images, 1 flips them all.
+    Returns an array of the same shape and dtype; 0 returns the images, 1 flips them all (a
+    uniform draw in ``[0, 1)`` is always ``< 1``). The gradient with respect to the images is a
+    mirrored or passed-through copy of the incoming one: finite at every probability.
+
+    Raises:
+        ValueError: a concrete ``probability`` outside ``[0, 1]`` or NaN (a traced one is not
+            checked; see the module docstring).
     """
+    _check_probability("flip probability", probability)
     flip = jax.random.uniform(key, (images.shape[0],)) < probability
     return jnp.where(flip[:, None, None, None], flip_left_right(images), images)
 
@@ -141,7 +218,11 @@ def augment(key: jax.Array, images: jax.Array, labels: jax.Array, *,
     Returns:
         ``(images, labels)`` with the input shapes and dtypes; values stay in the input's range.
         With ``max_shift = 0`` and ``flip_probability = 0`` the images come back unchanged.
+
+    Raises:
+        ValueError: as :func:`random_shift` and :func:`random_flip` (concrete values only).
     """
+    _check_probability("flip_probability", flip_probability)
     shift_key, flip_key = jax.random.split(key)
     images = random_shift(shift_key, images, max_shift, pad)
     if not (isinstance(flip_probability, int | float) and flip_probability == 0):
@@ -199,14 +280,23 @@ def dropout(key: jax.Array, x: jax.Array, rate: float | jax.Array) -> jax.Array:
     Args:
         key: ``jax.random`` key.
         x: any-shape float array.
-        rate: drop probability in ``[0, 1)``; may be a traced scalar. ``rate = 0`` returns ``x``
-            exactly.
+        rate: drop probability in ``[0, 1]``; may be a traced scalar. ``rate = 0`` returns ``x``
+            exactly; ``rate = 1`` returns zeros, with a zero (not NaN) gradient: the scale
+            ``1 / (1 - rate)`` is never formed there (a ``jnp.where`` on a safe denominator, so
+            that no ``inf`` enters the backward pass either).
 
     Returns:
         Array of ``x``'s shape and dtype.
+
+    Raises:
+        ValueError: a concrete ``rate`` outside ``[0, 1]`` or NaN, e.g. -0.5, 1.5 (a traced one
+            is not checked: JAX cannot branch on it; see the module docstring).
     """
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
+    _check_probability("dropout rate", rate)
+    keep_prob = 1.0 - jnp.asarray(rate, jnp.float32)
+    keep = jax.random.bernoulli(key, keep_prob, x.shape)
+    safe = jnp.where(keep_prob > 0, keep_prob, 1.0)     # rate 1: every unit dropped, no 1/0
+    return jnp.where(keep, x / safe, 0.0).astype(x.dtype)
 
 
 class MLP(nnx.Module):
@@ -222,17 +312,31 @@ class MLP(nnx.Module):
         in_features: flattened input size (784 for 28×28×1).
         hidden: hidden units.
         num_classes: output logits.
+
+    Raises:
+        ValueError: a size that is not a positive integer; in ``__call__``, an input whose
+            flattened size is not ``in_features``, or a concrete ``dropout_rate`` outside
+            ``[0, 1]`` or NaN (see :func:`dropout`).
     """
 
     def __init__(self, rngs: nnx.Rngs, in_features: int = 784, hidden: int = 256,
                  num_classes: int = 10):
+        for name, value in (("in_features", in_features), ("hidden", hidden),
+                            ("num_classes", num_classes)):
+            _check_int(name, value, 1)
         self.hidden = nnx.Linear(in_features, hidden, rngs=rngs)
         self.out = nnx.Linear(hidden, num_classes, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, key: jax.Array | None = None,
                  dropout_rate: float | jax.Array = 0.0) -> jax.Array:
-        h = nnx.relu(self.hidden(x.reshape(x.shape[0], -1)))
-        if key is not None:
+        flat = x.reshape(x.shape[0], -1)
+        if flat.shape[1] != self.hidden.in_features:
+            raise ValueError(f"the MLP expects inputs of {self.hidden.in_features} values per "
+                             f"example, got shape {x.shape}")
+        h = nnx.relu(self.hidden(flat))
+        if key is None:
+            _check_probability("dropout rate", dropout_rate)
+        else:
             h = dropout(key, h, dropout_rate)
         return self.out(h)
 
@@ -240,10 +344,42 @@ class MLP(nnx.Module):
 # --- training as pure functions ---------------------------------------------------------------
 
 
-class Hyper(NamedTuple):
+class _HyperFields(NamedTuple):
+    l1: float | jax.Array = 0.0
+    l2: float | jax.Array = 0.0
+    dropout_rate: float | jax.Array = 0.0
+    decoupled_decay: float | jax.Array = 0.0
+    max_shift: int | jax.Array = 0
+    flip_probability: float | jax.Array = 0.0
+
+
+def check_hyper(hyper: _HyperFields, shift_pad: int | None = None) -> None:
+    """Check the concrete fields of a :class:`Hyper` (traced fields pass; see the module docstring).
+
+    Valid ranges: ``l1, l2 >= 0`` (finite); ``dropout_rate``, ``decoupled_decay`` and
+    ``flip_probability`` in ``[0, 1]``; ``max_shift`` a whole number ``>= 0`` and, when
+    ``shift_pad`` is given, ``<= shift_pad`` (a larger shift would be clipped silently).
+
+    Raises:
+        ValueError: naming the field, its valid range and the value found (NaN included).
+    """
+    for name in ("l1", "l2"):
+        _check_range(f"Hyper.{name}", getattr(hyper, name), 0.0, None,
+                     "a penalty strength is >= 0 (0 = no penalty)")
+    _check_probability("Hyper.dropout_rate", hyper.dropout_rate)
+    _check_range("Hyper.decoupled_decay", hyper.decoupled_decay, 0.0, 1.0,
+                 "it is the fraction of each weight removed per step (learning rate × wd)")
+    _check_probability("Hyper.flip_probability", hyper.flip_probability)
+    _check_count("Hyper.max_shift", hyper.max_shift, 0, shift_pad)
+
+
+class Hyper(_HyperFields):
     """Hyper-parameters passed as (traced) values: changing one does not recompile, and
     ``jax.vmap`` can give each model its own. Python or 0-d array scalars (``(M,)`` arrays if you
-    vmap over them); the defaults (all 0) give plain training, exactly.
+    vmap over them); the defaults (all 0) give plain training, exactly. The constructor (and
+    ``_replace``) checks every concrete field with :func:`check_hyper`: a dropout rate of -0.5,
+    1.5 or NaN raises ``ValueError`` at once; fields that are traced (JAX rebuilding the tuple
+    inside ``jit``) pass unchecked.
 
     Attributes:
         l1: strength λ₁ of the L1 penalty ``λ₁ Σ|w|`` added to the loss.
@@ -257,14 +393,24 @@ class Hyper(NamedTuple):
         max_shift: random-shift augmentation in pixels (0 = none); at most
             ``TrainConfig.shift_pad``.
         flip_probability: probability of mirroring each training image left–right.
+
+    Raises:
+        ValueError: see :func:`check_hyper`.
     """
 
-    l1: float | jax.Array = 0.0
-    l2: float | jax.Array = 0.0
-    dropout_rate: float | jax.Array = 0.0
-    decoupled_decay: float | jax.Array = 0.0
-    max_shift: int | jax.Array = 0
-    flip_probability: float | jax.Array = 0.0
+    __slots__ = ()
+
+    def __new__(cls, l1: float | jax.Array = 0.0, l2: float | jax.Array = 0.0,
+                dropout_rate: float | jax.Array = 0.0, decoupled_decay: float | jax.Array = 0.0,
+                max_shift: int | jax.Array = 0, flip_probability: float | jax.Array = 0.0):
+        self = super().__new__(cls, l1, l2, dropout_rate, decoupled_decay, max_shift,
+                               flip_probability)
+        check_hyper(self)
+        return self
+
+    @classmethod
+    def _make(cls, iterable) -> Hyper:   # used by _replace: check there too
+        return cls(*iterable)
 
 
 @dataclass(frozen=True)
@@ -280,12 +426,23 @@ class TrainConfig:
             would have returned.
         shift_pad: zero padding for random shifts, the largest ``Hyper.max_shift`` honoured
             (0 removes the shift code from the program).
+
+    Raises:
+        ValueError: ``epochs``, ``batch_size`` or ``patience`` (unless ``None``) not an integer
+            ``>= 1``; ``shift_pad`` not an integer ``>= 0``.
     """
 
     epochs: int
     batch_size: int = 100
     patience: int | None = None
     shift_pad: int = 2
+
+    def __post_init__(self) -> None:
+        _check_int("TrainConfig.epochs", self.epochs, 1)
+        _check_int("TrainConfig.batch_size", self.batch_size, 1)
+        if self.patience is not None:
+            _check_int("TrainConfig.patience (None = never stop)", self.patience, 1)
+        _check_int("TrainConfig.shift_pad", self.shift_pad, 0)
 
 
 class RunResult(NamedTuple):
@@ -348,10 +505,16 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
     running RMS of the gradient, so how much a weight is pulled towards 0 depends on its gradient
     history. Decoupled decay (AdamW, Loshchilov & Hutter, 2019) shrinks every weight by the same
     fraction. Not jitted: wrap it (or a function that calls it) in ``jax.jit``/``jax.vmap``.
+
+    Raises:
+        ValueError: ``shift_pad`` not an integer ``>= 0``; when called with concrete values, a
+            ``hyper`` outside its ranges (:func:`check_hyper`, ``max_shift <= shift_pad``).
     """
     grad_fn = jax.value_and_grad(make_loss_fn(graphdef), has_aux=True)
+    shift_pad = _check_int("shift_pad", shift_pad, 0)
 
     def step(params, opt_state, x, y, key, hyper: Hyper):
+        check_hyper(hyper, shift_pad)
         aug_key, dropout_key = jax.random.split(key)
         x, y = augment(aug_key, x, y, max_shift=hyper.max_shift,
                        flip_probability=hyper.flip_probability, pad=shift_pad)
@@ -387,6 +550,10 @@ def make_run(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, config: T
     :func:`make_train_step`, then measures the clean training loss and the validation loss and
     accuracy; the parameters of the best validation epoch are kept (early stopping with
     ``config.patience``). Jit it, or vmap it then jit it (:func:`train_seeds`, :func:`train_folds`).
+
+    Raises:
+        ValueError: ``patience < 1``; fewer training examples than one batch. Called with
+            concrete values (not under ``jit``), also what :func:`check_run_inputs` checks.
     """
     step = make_train_step(graphdef, tx, shift_pad=config.shift_pad)
     patience = config.epochs if config.patience is None else config.patience
@@ -394,6 +561,7 @@ def make_run(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, config: T
         raise ValueError(f"patience must be >= 1, got {config.patience}")
 
     def run(params, key, hyper: Hyper, x, y, train_idx, val_idx) -> RunResult:
+        check_hyper(hyper, config.shift_pad)
         hyper = Hyper(*(jnp.asarray(h, jnp.int32 if name == "max_shift" else jnp.float32)
                         for name, h in zip(Hyper._fields, hyper, strict=True)))
         n_steps = train_idx.shape[0] // config.batch_size
@@ -461,7 +629,18 @@ def evaluate_params(graphdef: nnx.GraphDef, params, x: np.ndarray, y: np.ndarray
     Returns:
         ``(loss, accuracy)`` as float64 NumPy arrays of the leading shape (scalars when
         ``model_axes = 0``).
+
+    Raises:
+        ValueError: ``batch_size`` not an integer ``>= 1``, ``model_axes`` not an integer
+            ``>= 0``, empty ``x``, ``x`` and ``y`` of different lengths, or labels outside
+            ``0 .. K-1`` for a model with ``K`` outputs (the cross-entropy would read a clamped
+            logit instead of failing).
     """
+    batch_size = _check_int("batch_size", batch_size, 1)
+    model_axes = _check_int("model_axes", model_axes, 0)
+    if len(x) == 0 or len(x) != len(y):
+        raise ValueError(f"x and y must be non-empty and of equal length, got {len(x)} and {len(y)}")
+    _check_labels(graphdef, params, x, y, model_axes)
     fn = _evaluator(graphdef, model_axes)
     total_loss, total_acc = 0.0, 0.0
     for start in range(0, len(x), batch_size):
@@ -470,6 +649,56 @@ def evaluate_params(graphdef: nnx.GraphDef, params, x: np.ndarray, y: np.ndarray
         total_loss = total_loss + np.asarray(loss, np.float64) * len(xb)
         total_acc = total_acc + np.asarray(acc, np.float64) * len(xb)
     return total_loss / len(x), total_acc / len(x)
+
+
+def _num_classes(graphdef: nnx.GraphDef, params, x, model_axes: int) -> int:
+    """Number of logits of the model, from its output shape on one example (no computation)."""
+    one = jax.tree.map(lambda p: p[(0,) * model_axes], params) if model_axes else params
+    out = jax.eval_shape(lambda p, xb: nnx.merge(graphdef, p)(xb), one, x[:1])
+    return int(out.shape[-1])
+
+
+def _check_labels(graphdef: nnx.GraphDef, params, x, y, model_axes: int) -> None:
+    labels = _concrete(y)
+    if labels is None:
+        return
+    k = _num_classes(graphdef, params, x, model_axes)
+    if labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() >= k:
+        raise ValueError(f"labels must be class ids 0..{k - 1} (the model has {k} outputs), "
+                         f"found {labels.dtype} values in [{labels.min()}, {labels.max()}]")
+
+
+def check_run_inputs(graphdef: nnx.GraphDef, config: TrainConfig, params, hyper: Hyper, x, y,
+                     train_idx, val_idx, *, model_axes: int = 0) -> None:
+    """Check the concrete inputs of a training run before it is traced.
+
+    ``hyper`` within its ranges (:func:`check_hyper`, ``max_shift <= config.shift_pad``); ``x``
+    and ``y`` of equal length, ``y`` class ids ``0 .. K-1`` for a model with ``K`` outputs;
+    ``train_idx`` and ``val_idx`` non-empty integer row indices in ``[0, len(x))`` (JAX clamps
+    an out-of-range gather silently, so a wrong index would train on the last row instead of
+    failing) and at least one batch of training rows (per fold).
+
+    Raises:
+        ValueError: naming the input, the valid range and how to fix it.
+    """
+    check_hyper(hyper, config.shift_pad)
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} examples but y has {len(y)}")
+    _check_labels(graphdef, params, x, y, model_axes)
+    for name, idx in (("train_idx", train_idx), ("val_idx", val_idx)):
+        rows = _concrete(idx)
+        if rows is None:
+            continue
+        if rows.size == 0 or rows.dtype.kind not in "iu":
+            raise ValueError(f"{name} must be non-empty integer row indices, got {rows.dtype} "
+                             f"of shape {rows.shape}")
+        if rows.min() < 0 or rows.max() >= len(x):
+            raise ValueError(f"{name} must index rows 0..{len(x) - 1} of the pool, found "
+                             f"[{rows.min()}, {rows.max()}]")
+    n_train = np.shape(train_idx)[-1]
+    if n_train < config.batch_size:
+        raise ValueError(f"{n_train} training examples < batch size {config.batch_size}: "
+                         "lower TrainConfig.batch_size or give more rows")
 
 
 # --- several models at once -------------------------------------------------------------------
@@ -507,7 +736,11 @@ def train_seeds(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, config
     ``hyper``, the pool ``x, y`` and the indices are shared. Returns a :class:`RunResult` whose
     arrays have a leading ``M`` axis. The compiled program is cached per
     ``(graphdef, tx, config)``: reuse the same ``tx`` object to avoid recompiling.
+
+    Raises:
+        ValueError: see :func:`check_run_inputs` (hyper-parameters, labels, row indices).
     """
+    check_run_inputs(graphdef, config, params, hyper, x, y, train_idx, val_idx, model_axes=1)
     return _vmapped_run(graphdef, tx, config, _SEED_AXES)(params, keys, hyper, x, y, train_idx,
                                                            val_idx)
 
@@ -527,7 +760,11 @@ def train_folds(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, config
     Returns:
         :class:`RunResult` with a leading ``k`` axis; ``val_loss[:, e]`` are the k validation
         estimates after epoch ``e``.
+
+    Raises:
+        ValueError: see :func:`check_run_inputs` (hyper-parameters, labels, row indices).
     """
+    check_run_inputs(graphdef, config, params, hyper, x, y, train_idx, val_idx, model_axes=1)
     return _vmapped_run(graphdef, tx, config, _FOLD_AXES)(params, keys, hyper, x, y, train_idx,
                                                            val_idx)
 
@@ -539,7 +776,11 @@ def train_folds_loop(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
 
     Same arguments and result (stacked along a leading ``k`` axis); the reference that the
     vmapped version is checked against, and the baseline of its speed-up.
+
+    Raises:
+        ValueError: see :func:`check_run_inputs`.
     """
+    check_run_inputs(graphdef, config, params, hyper, x, y, train_idx, val_idx, model_axes=1)
     run = _single_run(graphdef, tx, config)
     results = [run(unstack_params(params, f), keys[f], hyper, x, y, train_idx[f], val_idx[f])
                for f in range(len(train_idx))]
@@ -569,13 +810,12 @@ def early_stopping(val_losses: Sequence[float], patience: int) -> EarlyStop:
         patience: epochs without improvement tolerated (≥ 1).
 
     Raises:
-        ValueError: on an empty curve or ``patience < 1``.
+        ValueError: on an empty curve or a ``patience`` that is not an integer ``>= 1``.
     """
     losses = [float(v) for v in val_losses]
     if not losses:
         raise ValueError("empty validation curve")
-    if patience < 1:
-        raise ValueError(f"patience must be >= 1, got {patience}")
+    _check_int("patience", patience, 1)
     best_epoch, best = 0, float("inf")
     for epoch, loss in enumerate(losses):
         if loss < best:
@@ -595,9 +835,11 @@ def kfold_indices(n: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
         (sorted). The validation rows partition ``range(n)``.
 
     Raises:
-        ValueError: unless ``2 <= k <= n`` and ``k`` divides ``n`` (equal folds give one array
-            shape, which ``jax.vmap`` needs).
+        ValueError: unless ``n`` and ``k`` are integers, ``2 <= k <= n`` and ``k`` divides ``n``
+            (equal folds give one array shape, which ``jax.vmap`` needs).
     """
+    _check_int("n", n, 1)
+    _check_int("k", k, 1)
     if not 2 <= k <= n:
         raise ValueError(f"need 2 <= k <= n, got k={k}, n={n}")
     if n % k:
