@@ -25,7 +25,14 @@ from lmcourse.detection import (
     translate,
 )
 from lmcourse.metrics import box_iou, mean_average_precision
-from lmcourse.models.detector import CenterNet, detect, focal_loss, train_detector
+from lmcourse.models.detector import (
+    CenterNet,
+    detect,
+    focal_loss,
+    raw_detections,
+    scene_batch,
+    train_detector,
+)
 
 
 @pytest.fixture(scope="module")
@@ -232,3 +239,221 @@ def test_detector_shapes_and_it_learns(scenes):
     assert np.mean(hist.loss[-20:]) < 0.5 * np.mean(hist.loss[:20])
     after = _map50(model, test)
     assert after > before + 0.05, (before, after)
+
+
+# ----------------------------------------------------------------------------------------------
+# bad input: a clear ValueError instead of a silent wrong answer
+# ----------------------------------------------------------------------------------------------
+_BOXES = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]], float)
+_SCORES = np.array([0.9, 0.8, 0.7])
+_CLASSES = np.array([0, 1, 0])
+_ALL_NMS = [lambda b, s, t=0.5: nms(b, s, t),
+            lambda b, s, t=0.5: batched_nms(b, s, _CLASSES[:len(s)], t),
+            lambda b, s, t=0.5: nms_across_classes(b, s, _CLASSES[:len(s)], t)]
+
+
+@pytest.mark.parametrize("run", _ALL_NMS, ids=["nms", "batched_nms", "nms_across_classes"])
+def test_nms_rejects_nan_scores_bad_boxes_and_thresholds(run):
+    """A NaN score used to be ranked silently (argsort puts it first); now it is an error."""
+    with pytest.raises(ValueError, match="NaN"):
+        run(_BOXES, np.array([0.9, np.nan, 0.7]))
+    for bad in (np.nan, np.inf, -np.inf):
+        boxes = _BOXES.copy()
+        boxes[1, 2] = bad
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            run(boxes, _SCORES)
+    for col in (0, 1):                       # x2 < x1, then y2 < y1
+        boxes = _BOXES.copy()
+        boxes[2, col] = 35
+        with pytest.raises(ValueError, match="x2 ≥ x1 and y2 ≥ y1"):
+            run(boxes, _SCORES)
+    for t in (-0.1, 1.5, np.nan):
+        with pytest.raises(ValueError, match=r"iou_threshold must be in \[0, 1\]"):
+            run(_BOXES, _SCORES, t)
+    with pytest.raises(ValueError, match="scores"):
+        run(_BOXES, _SCORES[:2])
+
+
+def test_nms_threshold_edges_0_and_1_are_valid():
+    """τ = 0 keeps only boxes that do not overlap a better one at all; τ = 1 keeps every box
+    (an IoU is never greater than 1), even an exact duplicate; ±inf scores rank normally."""
+    boxes = np.concatenate([_BOXES, _BOXES[:1]])            # box 3 duplicates box 0
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    np.testing.assert_array_equal(nms(boxes, scores, 0.0), [0, 2])
+    np.testing.assert_array_equal(nms(boxes, scores, 1.0), [0, 1, 2, 3])
+    np.testing.assert_array_equal(nms(_BOXES, np.array([-np.inf, np.inf, 0.0]), 0.5), [1, 2])
+    for t in (0.0, 1.0):
+        out = postprocess(boxes[None], scores[None], np.zeros((1, 4), int), iou_threshold=t,
+                          score_threshold=t)
+        assert all(np.isfinite(part).all() for part in out[0])
+
+
+def test_batched_nms_rejects_non_integer_classes():
+    for classes in (np.array([0.0, 0.5, 1.0]), np.array([0.0, np.nan, 1.0]), np.array(["a", "b", "c"])):
+        with pytest.raises(ValueError, match="integer class ids"):
+            batched_nms(_BOXES, _SCORES, classes)
+    np.testing.assert_array_equal(batched_nms(_BOXES, _SCORES, np.array([0.0, 1.0, 0.0])), [0, 1, 2])
+
+
+def test_postprocess_rejects_nan_scores_even_below_the_threshold():
+    """Without the check, `score >= threshold` is False for NaN and the box vanished silently."""
+    scores = np.array([[0.9, np.nan, 0.01]])
+    with pytest.raises(ValueError, match="NaN"):
+        postprocess(_BOXES[None], scores, _CLASSES[None])
+    for name, value in (("score_threshold", np.nan), ("score_threshold", 1.2),
+                        ("iou_threshold", -0.5), ("iou_threshold", np.nan)):
+        with pytest.raises(ValueError, match=name):
+            postprocess(_BOXES[None], _SCORES[None], _CLASSES[None], **{name: value})
+    with pytest.raises(ValueError, match="image_size"):
+        postprocess(_BOXES[None], _SCORES[None], _CLASSES[None], image_size=0)
+    with pytest.raises(ValueError, match=r"\(B, K, 4\)"):
+        postprocess(_BOXES, _SCORES, _CLASSES)                 # forgot the batch axis
+
+
+def _one_scene(label, box=(8, 8, 24, 24)):
+    return (np.array([[box, (0, 0, 0, 0)]], np.float32), np.array([[label, -1]]), np.array([1]))
+
+
+def test_centernet_targets_reject_out_of_range_classes_and_bad_boxes():
+    t = centernet_targets(*_one_scene(9), image_size=64)        # edges of [0, 10) are fine...
+    assert t["heatmap"][..., 9].max() == 1.0
+    t = centernet_targets(*_one_scene(0), image_size=64)
+    assert t["heatmap"][..., 0].max() == 1.0
+    for label in (10, -1):                                     # ...outside it is an error
+        with pytest.raises(ValueError, match=r"\[0, 10\)"):
+            centernet_targets(*_one_scene(label), image_size=64)
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        centernet_targets(*_one_scene(5), image_size=64, num_classes=3)
+    boxes, labels, _ = _one_scene(1)
+    with pytest.raises(ValueError, match=r"counts must be in \[0, K\]"):
+        centernet_targets(boxes, labels, np.array([3]), image_size=64)
+    for box in ((np.nan, 8, 24, 24), (24, 8, 8, 24), (-40, 8, -30, 24)):
+        with pytest.raises(ValueError, match="NaN|x2 ≥ x1|centres"):
+            centernet_targets(*_one_scene(1, box), image_size=64)
+    for kwargs in ({"stride": 0}, {"image_size": 62}, {"num_classes": 0}):
+        with pytest.raises(ValueError):
+            centernet_targets(*_one_scene(1), **{"image_size": 64, **kwargs})
+
+
+def test_gaussian_radius_edges():
+    for overlap in (0.0, 1.0):
+        r = gaussian_radius(5.0, 3.0, overlap)
+        assert np.isfinite(r) and r >= 0
+    assert gaussian_radius(5.0, 3.0, 1.0) == 0.0             # IoU 1 allows no shift at all
+    assert gaussian_radius(0.0, 0.0) == 0.0
+    for overlap in (-0.1, 1.1, np.nan):
+        with pytest.raises(ValueError, match="min_overlap"):
+            gaussian_radius(5.0, 3.0, overlap)
+    with pytest.raises(ValueError, match="height and width"):
+        gaussian_radius(-1.0, 3.0)
+
+
+def test_decode_checks_top_k_and_shapes():
+    heat, size = jnp.zeros((1, 4, 4, 2)), jnp.zeros((1, 4, 4, 2))
+    assert decode(heat, size, size, top_k=32)[0].shape == (1, 32, 4)     # G·G·C = 32 is the edge
+    for k in (0, 33):
+        with pytest.raises(ValueError, match=r"top_k must be in \[1, G·G·C\] = \[1, 32\]"):
+            decode(heat, size, size, top_k=k)
+    with pytest.raises(ValueError, match="size and offset"):
+        decode(heat, size[..., :1], size, top_k=4)
+
+
+def test_focal_loss_exponent_edges_are_finite_with_finite_gradients():
+    target = np.zeros((1, 4, 4, 2), np.float32)
+    target[0, 1, 2, 1] = 1.0
+    target[0, 1, 1, 1] = 0.5
+    logits = jnp.linspace(-8.0, 8.0, 32).reshape(1, 4, 4, 2)
+    for alpha, beta in ((0.0, 0.0), (0.0, 4.0), (2.0, 0.0), (2.0, 4.0)):
+        value, grad = jax.value_and_grad(lambda x, a=alpha, b=beta: focal_loss(x, target, 1.0, a, b))(logits)
+        assert np.isfinite(float(value)) and np.isfinite(np.asarray(grad)).all()
+    for bad in (-1.0, np.nan, np.inf):
+        with pytest.raises(ValueError, match="alpha"):
+            focal_loss(logits, target, 1.0, alpha=bad)
+        with pytest.raises(ValueError, match="beta"):
+            focal_loss(logits, target, 1.0, beta=bad)
+
+
+def test_detector_sizes_and_input_shape_are_validated():
+    for kwargs in ({"width": 0}, {"width": 2.5}, {"depth": -1}, {"num_classes": 0},
+                   {"num_classes": True}):
+        with pytest.raises(ValueError, match="must be an integer"):
+            CenterNet(nnx.Rngs(0), **kwargs)
+    model = CenterNet(nnx.Rngs(0), width=4, depth=0)          # depth 0: no residual block, valid
+    assert model(jnp.zeros((1, 8, 8, 1)))[0].shape == (1, 2, 2, 10)
+    for shape in ((1, 62, 62, 1), (1, 64, 64, 3), (64, 64, 1)):
+        with pytest.raises(ValueError, match="multiple of 4"):
+            model(jnp.zeros(shape))
+
+
+def test_scene_batch_and_training_reject_bad_input(scenes):
+    train = scenes[0]
+    model = CenterNet(nnx.Rngs(0), num_classes=5, width=4, depth=1)
+    with pytest.raises(ValueError, match=r"\[0, 5\).*num_classes=10"):
+        scene_batch(train, np.arange(len(train)), num_classes=5)   # MNIST has 10 classes
+    with pytest.raises(ValueError, match=r"\[0, 5\)"):
+        train_detector(model, train, steps=1, batch_size=4)
+    for idx in (np.array([0, -1]), np.array([0, len(train)])):
+        with pytest.raises(ValueError, match=rf"\[0, {len(train)}\)"):
+            scene_batch(train, idx)
+    with pytest.raises(ValueError, match="max_shift"):
+        scene_batch(train, np.arange(2), max_shift=-1)
+    model = CenterNet(nnx.Rngs(0), width=4, depth=1)
+    for kwargs in ({"steps": 0}, {"batch_size": 0}, {"batch_size": len(train) + 1},
+                   {"learning_rate": np.nan}, {"learning_rate": 0.0}, {"learning_rate": -1e-3},
+                   {"weight_decay": np.nan}, {"weight_decay": -1.0}, {"warmup_steps": -1},
+                   {"max_shift": -2}):
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            train_detector(model, train, **{"steps": 2, "batch_size": 4, **kwargs})
+    # edges of the valid ranges run: weight decay 0, no warm-up, no shifts, batch = all scenes
+    hist = train_detector(model, train, steps=1, batch_size=len(train), weight_decay=0.0,
+                          warmup_steps=0, max_shift=0)
+    assert np.isfinite(hist.loss).all()
+
+
+def test_detect_validates_images_and_thresholds(scenes):
+    test = scenes[2]
+    model = CenterNet(nnx.Rngs(0), width=4, depth=1)
+    with pytest.raises(ValueError, match="uint8"):
+        detect(model, test.images[:2].astype(np.float32) / 255)
+    with pytest.raises(ValueError, match="iou_threshold"):
+        detect(model, test.images[:2], iou_threshold=1.5)
+    with pytest.raises(ValueError, match="score_threshold"):
+        detect(model, test.images[:2], score_threshold=np.nan)
+    with pytest.raises(ValueError, match=r"top_k must be in \[1, G·G·C\] = \[1, 2560\]"):
+        raw_detections(model, test.images[:2], top_k=2561)
+    boxes, scores, classes = raw_detections(model, test.images[:3], top_k=7, batch_size=2)
+    assert boxes.shape == (3, 7, 4) and scores.shape == classes.shape == (3, 7)
+    agnostic = detect(model, test.images[:3], class_agnostic=True, score_threshold=0.0)
+    per_class = detect(model, test.images[:3], score_threshold=0.0)
+    assert all(len(a[0]) <= len(p[0]) for a, p in zip(agnostic, per_class, strict=True))
+
+
+def test_iou_is_scale_invariant_so_a_fixed_pixel_error_costs_small_boxes_more():
+    """Chapter 08 §2: IoU(sA, sB) = IoU(A, B) for any s > 0, so the same 2-px shift leaves a
+    4-px box with IoU 1/3 and a 32-px box with IoU 15/17."""
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a = np.sort(rng.uniform(0, 50, (2, 2)), axis=0).T.reshape(-1)[[0, 2, 1, 3]]
+        b = np.sort(rng.uniform(0, 50, (2, 2)), axis=0).T.reshape(-1)[[0, 2, 1, 3]]
+        s = rng.uniform(0.1, 10)
+        assert box_iou(a * s, b * s) == pytest.approx(box_iou(a, b), abs=1e-12)
+    small, large = np.array([0, 0, 4, 4.0]), np.array([0, 0, 32, 32.0])
+    shift = np.array([2, 0, 2, 0])
+    assert box_iou(small, small + shift) == pytest.approx(1 / 3)
+    assert box_iou(large, large + shift) == pytest.approx(15 / 17)
+
+
+def test_translate_and_random_translate_reject_bad_shifts():
+    img = np.zeros((10, 10), np.uint8)
+    img[2:5, 2:5] = 9
+    box = np.array([[2, 2, 5, 5]], np.float32)
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="max_shift"):
+        random_translate(img, box, rng, max_shift=-1)
+    out, b = random_translate(img, box, rng, max_shift=0)            # edge: no shift at all
+    np.testing.assert_array_equal(out, img)
+    np.testing.assert_array_equal(b, box)
+    with pytest.raises(ValueError, match="inside"):
+        random_translate(img, np.array([[2, 2, 12, 5]], np.float32), rng)
+    with pytest.raises(ValueError, match="whole number"):
+        translate(img, box, 1.5, 0)

@@ -5,6 +5,12 @@ pycocotools is a test-only dependency (``pip install pycocotools``). We compare 
 and its per-class precision arrays, on realistic random predictions: several images and
 classes, crowded scenes with overlapping objects, duplicates, misses, background detections,
 images without objects, classes only predicted, and more than 100 detections in an image.
+
+The metric is defined on the COCO "Detection Evaluation" page (cocodataset.org/#detection-eval,
+§2 *Metrics*: AP at IoU = .50:.05:.95 is the primary metric, AP at IoU = .50 the PASCAL VOC one,
+at most 100 detections per image) and implemented by ``pycocotools.cocoeval.COCOeval``
+(``iouThrs`` = .5:.05:.95, ``recThrs`` = 0:.01:1, i.e. 101 recall levels); checked here with
+pycocotools 2.0.11.
 """
 
 from __future__ import annotations

@@ -113,3 +113,52 @@ def test_bad_arguments(mnist):
         make_scenes(x, y, 1, min_objects=3, max_objects=2)
     with pytest.raises(ValueError, match="dataset"):
         make_scene_splits(dataset="cifar")
+
+
+def test_validation_sources_are_the_reserved_part_of_the_official_training_set(mnist):
+    """Train and validation scenes draw from the two parts of one seeded permutation of the
+    official training set, test scenes from the official test set: no image in two splits."""
+    train, val, test = make_scene_splits(n_train=300, n_val=100, n_test=50, n_val_sources=5000,
+                                         seed=3, data=mnist)
+    perm = np.random.default_rng(3).permutation(len(mnist.x_train))
+    src_train = set(train.source_index[train.source_index >= 0].tolist())
+    src_val = set(val.source_index[val.source_index >= 0].tolist())
+    assert src_val <= set(perm[:5000].tolist()) and src_train <= set(perm[5000:].tolist())
+    assert test.source == "test" and test.source_index.max() < len(mnist.x_test)
+    # the stored pixels really come from those images: rebuild one validation object alone
+    j = val.source_index[0, 0]
+    assert val.labels[0, 0] == mnist.y_train[j]
+
+
+def test_bad_input_is_rejected_with_the_valid_range(mnist):
+    x, y = mnist.x_train[:10], mnist.y_train[:10]
+    with pytest.raises(ValueError, match=r"\[0, 10\)"):
+        make_scenes(x, np.where(np.arange(10) == 3, 10, y), 1)          # class id 10 of 10
+    with pytest.raises(ValueError, match=r"\[0, 10\)"):
+        make_scenes(x, np.where(np.arange(10) == 3, -1, y), 1)
+    with pytest.raises(ValueError, match=r"\[0, 2\)"):
+        make_scenes(x, y, 1, class_names=("a", "b"))
+    for kwargs in ({"n_scenes": 0}, {"n_scenes": 2.5}, {"max_tries": 0}, {"canvas_size": 0}):
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            make_scenes(x, y, **{"n_scenes": 1, **kwargs})
+    for scale in ((np.nan, 1.0), (0.5, np.inf), (0.0, 1.0), (1.0, 0.5)):
+        with pytest.raises(ValueError, match="scale_range"):
+            make_scenes(x, y, 1, scale_range=scale)
+    for max_iou in (-0.1, 1.1, np.nan):
+        with pytest.raises(ValueError, match="max_iou"):
+            make_scenes(x, y, 1, max_iou=max_iou)
+    for max_iou in (0.0, 1.0):                                          # edges are valid
+        assert len(make_scenes(x, y, 2, max_iou=max_iou)) == 2
+    with pytest.raises(ValueError, match="labels must be a 1-D integer"):
+        make_scenes(x, y.astype(float), 1)
+    with pytest.raises(ValueError, match="n_val"):
+        make_scene_splits(n_val=0, data=mnist)
+    sc = make_scenes(x, y, 3)
+    for i in (-1, 3, 1.0):
+        with pytest.raises(ValueError, match=r"\[0, 3\)"):
+            sc.objects(i)
+    for size in ((0, 5), (5, 2.5)):
+        with pytest.raises(ValueError, match="integers ≥ 1"):
+            resize_bilinear(x[0], *size)
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        resize_bilinear(x[:2], 5, 5)

@@ -20,6 +20,71 @@ from lmcourse.metrics import box_iou
 
 
 # ----------------------------------------------------------------------------------------------
+# argument checks (shared by the public functions below)
+# ----------------------------------------------------------------------------------------------
+def _check_fraction(name: str, value: float) -> float:
+    """``value`` as a float in [0, 1] (NaN rejected), else ``ValueError`` naming ``name``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}") from None
+    if not 0.0 <= v <= 1.0:                       # False for NaN too
+        raise ValueError(f"{name} must be in [0, 1] (an IoU or a probability), got {value!r}")
+    return v
+
+
+def _check_positive_int(name: str, value: int, minimum: int = 1) -> int:
+    """``value`` as an int ≥ ``minimum`` (bools and non-integers rejected)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_boxes(boxes: np.ndarray, name: str = "boxes") -> np.ndarray:
+    """``(N, 4)`` float64 boxes ``(x1, y1, x2, y2)``: finite, ``x2 ≥ x1``, ``y2 ≥ y1``."""
+    b = np.asarray(boxes, np.float64)
+    if b.size == 0:
+        return b.reshape(0, 4)
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise ValueError(f"{name} must have shape (N, 4) as (x1, y1, x2, y2), got {b.shape}")
+    bad = np.flatnonzero(~np.isfinite(b).all(axis=1))
+    if len(bad):
+        raise ValueError(f"{name} contain NaN or infinite coordinates (box {bad[0]}: {b[bad[0]]}); "
+                         "check the model output or the data")
+    bad = np.flatnonzero((b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1]))
+    if len(bad):
+        raise ValueError(f"{name} must satisfy x2 ≥ x1 and y2 ≥ y1 (format (x1, y1, x2, y2)); "
+                         f"box {bad[0]} is {b[bad[0]]}")
+    return b
+
+
+def _check_scores(scores: np.ndarray, n: int) -> np.ndarray:
+    """``(n,)`` float64 scores without NaN (a NaN cannot be ranked: argsort puts it anywhere)."""
+    s = np.asarray(scores, np.float64).reshape(-1)
+    if len(s) != n:
+        raise ValueError(f"{n} boxes but {len(s)} scores")
+    bad = np.flatnonzero(np.isnan(s))
+    if len(bad):
+        raise ValueError(f"scores contain NaN (first at index {bad[0]}, {len(bad)} in all); a NaN "
+                         "score cannot be ranked. Check the model output (a diverged training run "
+                         "gives NaN logits)")
+    return s
+
+
+def _check_classes(classes: np.ndarray, n: int) -> np.ndarray:
+    """``(n,)`` int64 class ids (integer-valued; NaN and fractions rejected)."""
+    c = np.asarray(classes).reshape(-1)
+    if len(c) != n:
+        raise ValueError(f"{len(c)} classes but {n} scores")
+    if c.dtype.kind == "f":
+        if not (np.isfinite(c).all() and (c == np.round(c)).all()):
+            raise ValueError("classes must be integer class ids (found NaN, inf or a fraction)")
+    elif c.size and c.dtype.kind not in "iu":
+        raise ValueError(f"classes must be integer class ids, got dtype {c.dtype}")
+    return c.astype(np.int64)
+
+
+# ----------------------------------------------------------------------------------------------
 # training targets
 # ----------------------------------------------------------------------------------------------
 def gaussian_radius(height: float, width: float, min_overlap: float = 0.7) -> float:
@@ -33,12 +98,18 @@ def gaussian_radius(height: float, width: float, min_overlap: float = 0.7) -> fl
     published models were trained with it and it only sets how wide the Gaussians are.
 
     Args:
-        height, width: box size in output cells (> 0).
-        min_overlap: IoU to keep, in (0, 1).
+        height, width: box size in output cells (finite, ≥ 0).
+        min_overlap: IoU to keep, in [0, 1] (both edges give a finite radius; 1 gives 0).
 
     Returns:
         float ≥ 0.
+
+    Raises:
+        ValueError: a negative or non-finite size, or ``min_overlap`` outside [0, 1] or NaN.
     """
+    min_overlap = _check_fraction("min_overlap", min_overlap)
+    if not (math.isfinite(height) and math.isfinite(width) and height >= 0 and width >= 0):
+        raise ValueError(f"box height and width must be finite and ≥ 0, got {height}, {width}")
     b1 = height + width
     c1 = width * height * (1 - min_overlap) / (1 + min_overlap)
     r1 = (b1 + math.sqrt(b1 ** 2 - 4 * c1)) / 2
@@ -77,12 +148,37 @@ def centernet_targets(boxes: np.ndarray, labels: np.ndarray, counts: np.ndarray,
         ``c / stride − p`` in [0, 1); ``mask`` ``(B, K)`` float32, 1 for real objects.
 
     Raises:
-        ValueError: if ``image_size`` is not a multiple of ``stride``.
+        ValueError: ``image_size`` not a multiple of ``stride`` (or a size < 1); shapes that do
+            not match; a count outside ``[0, K]``; a class id of a real object outside
+            ``[0, num_classes)`` (NumPy would wrap a negative id to another class silently); a
+            box with NaN/inf coordinates, ``x2 < x1`` or ``y2 < y1``, or its centre outside
+            ``[0, image_size]``.
     """
+    stride = _check_positive_int("stride", stride)
+    image_size = _check_positive_int("image_size", image_size)
+    num_classes = _check_positive_int("num_classes", num_classes)
     if image_size % stride:
         raise ValueError(f"image_size {image_size} must be a multiple of stride {stride}")
-    g = image_size // stride
+    boxes, labels, counts = np.asarray(boxes), np.asarray(labels), np.asarray(counts)
+    if labels.ndim != 2 or boxes.shape != (*labels.shape, 4) or counts.shape != labels.shape[:1]:
+        raise ValueError(f"need boxes (B, K, 4), labels (B, K), counts (B,); got {boxes.shape}, "
+                         f"{labels.shape}, {counts.shape}")
     b, k = labels.shape
+    if b and not ((counts >= 0) & (counts <= k)).all():
+        raise ValueError(f"counts must be in [0, K] = [0, {k}], got {counts.min()}..{counts.max()}")
+    real = np.arange(k)[None, :] < counts[:, None]
+    if real.any():
+        lab = labels[real]
+        if lab.min() < 0 or lab.max() >= num_classes:
+            raise ValueError(f"class ids of real objects must be in [0, num_classes) = "
+                             f"[0, {num_classes}), got {lab.min()}..{lab.max()}; pass the right "
+                             "num_classes or fix the labels")
+        bx = _check_boxes(boxes[real])
+        cx, cy = (bx[:, 0] + bx[:, 2]) / 2, (bx[:, 1] + bx[:, 3]) / 2
+        if min(cx.min(), cy.min()) < 0 or max(cx.max(), cy.max()) > image_size:
+            raise ValueError(f"box centres must lie inside the {image_size}×{image_size} image "
+                             "(in [0, image_size]); a centre outside has no heatmap cell")
+    g = image_size // stride
     heat = np.zeros((b, g, g, num_classes), np.float32)
     index = np.zeros((b, k), np.int32)
     size = np.zeros((b, k, 2), np.float32)
@@ -128,8 +224,19 @@ def decode(heatmap_logits: jax.Array, size: jax.Array, offset: jax.Array, *, str
     Returns:
         ``boxes`` ``(B, top_k, 4)`` float32 pixels, ``scores`` ``(B, top_k)`` in (0, 1) sorted
         descending, ``classes`` ``(B, top_k)`` int32.
+
+    Raises:
+        ValueError: shapes that do not match, ``stride < 1`` or ``top_k`` outside
+            ``[1, G·G·C]`` (checked on shapes, so also under ``jax.jit``).
     """
+    stride = _check_positive_int("stride", stride)
+    if heatmap_logits.ndim != 4 or size.shape != (*heatmap_logits.shape[:3], 2) \
+            or offset.shape != size.shape:
+        raise ValueError(f"need heatmap (B, G, G, C), size and offset (B, G, G, 2); got "
+                         f"{heatmap_logits.shape}, {size.shape}, {offset.shape}")
     b, g, _, c = heatmap_logits.shape
+    if not 1 <= top_k <= g * g * c:
+        raise ValueError(f"top_k must be in [1, G·G·C] = [1, {g * g * c}], got {top_k}")
     heat = jax.nn.sigmoid(heatmap_logits)
     pooled = jax.lax.reduce_window(heat, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 1, 1, 1), "SAME")
     peaks = jnp.where(heat == pooled, heat, 0.0)
@@ -153,16 +260,22 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.5) -> np
     the earlier box. Source: e.g. Girshick et al. (2014), R-CNN; Felzenszwalb et al. (2010).
 
     Args:
-        boxes: ``(N, 4)`` boxes ``(x1, y1, x2, y2)``; scores: ``(N,)``.
-        iou_threshold: in [0, 1].
+        boxes: ``(N, 4)`` boxes ``(x1, y1, x2, y2)``, finite, ``x2 ≥ x1``, ``y2 ≥ y1``;
+            scores: ``(N,)``, no NaN (±inf rank as usual).
+        iou_threshold: in [0, 1]; 0 keeps only boxes that do not overlap at all, 1 keeps every
+            box (an IoU is never greater than 1).
 
     Returns:
         ``(M,)`` int64 indices of the kept boxes, by decreasing score.
+
+    Raises:
+        ValueError: a NaN score (it cannot be ranked; ``argsort`` would place it arbitrarily), a
+            box with NaN/inf coordinates or ``x2 < x1`` / ``y2 < y1``, different numbers of
+            boxes and scores, or ``iou_threshold`` outside [0, 1] or NaN.
     """
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    scores = np.asarray(scores, np.float64).reshape(-1)
-    if len(boxes) != len(scores):
-        raise ValueError(f"{len(boxes)} boxes but {len(scores)} scores")
+    iou_threshold = _check_fraction("iou_threshold", iou_threshold)
+    boxes = _check_boxes(boxes)
+    scores = _check_scores(scores, len(boxes))
     order = np.argsort(-scores, kind="stable")
     if len(order) == 0:
         return order.astype(np.int64)
@@ -179,13 +292,25 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.5) -> np
 
 def batched_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray,
                 iou_threshold: float = 0.5) -> np.ndarray:
-    """Per-class :func:`nms` (boxes of different classes never suppress each other).
+    """Per-class :func:`nms` (boxes of different classes never suppress each other), as
+    ``torchvision.ops.batched_nms``.
 
-    Returns ``(M,)`` int64 indices of the kept boxes, by decreasing score.
+    Args:
+        boxes: ``(N, 4)``; scores: ``(N,)``; classes: ``(N,)`` integer class ids.
+        iou_threshold: in [0, 1].
+
+    Returns:
+        ``(M,)`` int64 indices of the kept boxes, by decreasing score.
+
+    Raises:
+        ValueError: as :func:`nms`, and for classes that are not integers or whose number
+            differs from the number of scores.
     """
-    classes = np.asarray(classes).reshape(-1)
-    scores = np.asarray(scores, np.float64).reshape(-1)
-    keep = [np.flatnonzero(classes == c)[nms(np.asarray(boxes)[classes == c], scores[classes == c],
+    iou_threshold = _check_fraction("iou_threshold", iou_threshold)
+    boxes = _check_boxes(boxes)
+    scores = _check_scores(scores, len(boxes))
+    classes = _check_classes(classes, len(scores))
+    keep = [np.flatnonzero(classes == c)[nms(boxes[classes == c], scores[classes == c],
                                              iou_threshold)] for c in np.unique(classes)]
     kept = np.concatenate(keep) if keep else np.zeros(0, np.int64)
     return kept[np.argsort(-scores[kept], kind="stable")].astype(np.int64)
@@ -211,11 +336,10 @@ def nms_across_classes(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarra
         ``(M,)`` int64 indices of the kept boxes, by decreasing score.
 
     Raises:
-        ValueError: if the lengths of ``boxes``, ``scores`` and ``classes`` differ.
+        ValueError: as :func:`nms`, and if the lengths of ``boxes``, ``scores`` and ``classes``
+            differ or the classes are not integers.
     """
-    if len(np.asarray(classes).reshape(-1)) != len(np.asarray(scores).reshape(-1)):
-        raise ValueError(f"{len(np.asarray(classes).reshape(-1))} classes but "
-                         f"{len(np.asarray(scores).reshape(-1))} scores")
+    _check_classes(classes, len(np.asarray(scores).reshape(-1)))
     return nms(boxes, scores, iou_threshold)
 
 
@@ -226,19 +350,34 @@ def postprocess(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, *,
 
     Args:
         boxes: ``(B, K, 4)``; scores, classes: ``(B, K)`` (the outputs of :func:`decode`).
-        score_threshold: drop boxes scoring below it.
-        iou_threshold: for the NMS.
-        image_size: clip boxes to ``[0, image_size]`` when given.
+        score_threshold: drop boxes scoring below it; in [0, 1] (scores are probabilities).
+        iou_threshold: for the NMS, in [0, 1].
+        image_size: clip boxes to ``[0, image_size]`` when given (≥ 1).
         class_agnostic: ``False`` (default): per-class NMS (:func:`batched_nms`); ``True``:
             :func:`nms_across_classes`, so that of overlapping boxes with *different* classes
             only the highest-scoring one survives.
 
     Returns:
         one ``(boxes (M, 4) float64, scores (M,), classes (M,) int32)`` tuple per image.
+
+    Raises:
+        ValueError: shapes that do not match; a NaN score anywhere (checked *before* the score
+            threshold, which would otherwise drop it silently); boxes with NaN/inf coordinates
+            or ``x2 < x1``; thresholds outside [0, 1] or NaN; ``image_size < 1``.
     """
+    score_threshold = _check_fraction("score_threshold", score_threshold)
+    iou_threshold = _check_fraction("iou_threshold", iou_threshold)
+    if image_size is not None:
+        image_size = _check_positive_int("image_size", image_size)
+    boxes, scores, classes = (np.asarray(boxes, np.float64), np.asarray(scores, np.float64),
+                              np.asarray(classes))
+    if scores.ndim != 2 or boxes.shape != (*scores.shape, 4) or classes.shape != scores.shape:
+        raise ValueError(f"need boxes (B, K, 4), scores and classes (B, K); got {boxes.shape}, "
+                         f"{scores.shape}, {classes.shape}")
+    _check_scores(scores, scores.size)
+    _check_boxes(boxes.reshape(-1, 4))
     out = []
-    for bx, sc, cl in zip(np.asarray(boxes, np.float64), np.asarray(scores, np.float64),
-                          np.asarray(classes), strict=True):
+    for bx, sc, cl in zip(boxes, scores, classes, strict=True):
         ok = sc >= score_threshold
         bx, sc, cl = bx[ok], sc[ok], cl[ok]
         if image_size is not None:
@@ -274,8 +413,14 @@ def translate(image: np.ndarray, boxes: np.ndarray, dx: int, dy: int) -> tuple[n
 
     Raises:
         ValueError: if a box would leave the image (its pixels would be cut, so the box would no
-            longer be tight); use :func:`random_translate` to draw an allowed shift.
+            longer be tight; use :func:`random_translate` to draw an allowed shift), if the shift
+            is not a whole number of pixels, or the image is not 2-D.
     """
+    if np.ndim(image) != 2:
+        raise ValueError(f"image must be (H, W), got shape {np.shape(image)}")
+    for name, v in (("dx", dx), ("dy", dy)):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer):
+            raise ValueError(f"{name} must be a whole number of pixels (int), got {v!r}")
     h, w = image.shape
     b = np.asarray(boxes, np.float32) + np.array([dx, dy, dx, dy], np.float32)
     if len(b) and (b[:, 0].min() < 0 or b[:, 1].min() < 0 or b[:, 2].max() > w or b[:, 3].max() > h):
@@ -289,10 +434,18 @@ def translate(image: np.ndarray, boxes: np.ndarray, dx: int, dy: int) -> tuple[n
 def random_translate(image: np.ndarray, boxes: np.ndarray, rng: np.random.Generator,
                      max_shift: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """:func:`translate` by a uniform random shift of at most ``max_shift`` pixels per axis,
-    limited so that every box (and so every object pixel) stays inside the image."""
+    limited so that every box (and so every object pixel) stays inside the image.
+
+    Raises:
+        ValueError: ``max_shift`` not an integer ≥ 0, or a box already outside the image.
+    """
+    max_shift = _check_positive_int("max_shift", max_shift, minimum=0)
     h, w = image.shape
     if len(boxes) == 0:
         return image.copy(), np.asarray(boxes, np.float32)
+    boxes = _check_boxes(boxes)
+    if boxes[:, :2].min() < 0 or boxes[:, 2].max() > w or boxes[:, 3].max() > h:
+        raise ValueError(f"boxes must lie inside the {w}×{h} image before shifting")
     lo_x, hi_x = -int(boxes[:, 0].min()), int(w - np.ceil(boxes[:, 2].max()))
     lo_y, hi_y = -int(boxes[:, 1].min()), int(h - np.ceil(boxes[:, 3].max()))
     dx = int(rng.integers(max(lo_x, -max_shift), min(hi_x, max_shift) + 1))

@@ -52,7 +52,13 @@ class Scenes:
         return len(self.images)
 
     def objects(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Boxes ``(n, 4)`` and labels ``(n,)`` of scene ``i`` without the padding."""
+        """Boxes ``(n, 4)`` and labels ``(n,)`` of scene ``i`` without the padding.
+
+        Raises:
+            ValueError: ``i`` not an integer in ``[0, len(self))``.
+        """
+        if isinstance(i, bool) or not isinstance(i, int | np.integer) or not 0 <= i < len(self):
+            raise ValueError(f"scene index must be an integer in [0, {len(self)}), got {i!r}")
         n = int(self.counts[i])
         return self.boxes[i, :n], self.labels[i, :n]
 
@@ -67,10 +73,16 @@ def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
     Returns:
         ``(height, width)`` ``float32`` array.
+
+    Raises:
+        ValueError: an output size that is not an integer ≥ 1, or an image that is not 2-D.
     """
-    if height < 1 or width < 1:
-        raise ValueError(f"output size must be ≥ 1, got {height}×{width}")
+    for v in (height, width):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+            raise ValueError(f"output size must be integers ≥ 1, got {height}×{width}")
     img = np.asarray(image, dtype=np.float32)
+    if img.ndim != 2 or img.size == 0:
+        raise ValueError(f"image must be a non-empty (H, W) array, got shape {img.shape}")
     h, w = img.shape
 
     def axis(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -126,7 +138,7 @@ def make_scenes(images: np.ndarray, labels: np.ndarray, n_scenes: int, *, canvas
 
     Args:
         images: ``(M, 28, 28)`` ``uint8`` source images (0 = background).
-        labels: ``(M,)`` integer classes.
+        labels: ``(M,)`` integer classes in ``[0, len(class_names))``.
         n_scenes: number of scenes ≥ 1.
         canvas_size: side of the square canvas in pixels (≥ the largest resized object).
         min_objects, max_objects: 1 ≤ min ≤ max.
@@ -141,17 +153,31 @@ def make_scenes(images: np.ndarray, labels: np.ndarray, n_scenes: int, *, canvas
         :class:`Scenes` with ``K = max_objects``.
 
     Raises:
-        ValueError: inconsistent arguments (empty sources, objects larger than the canvas, ...).
+        ValueError: inconsistent arguments (empty sources, objects larger than the canvas, a
+            class id outside ``[0, len(class_names))``, a count or size that is not an integer
+            ≥ 1, a NaN or infinite scale, ``max_iou`` outside [0, 1], ...).
     """
     images = np.asarray(images)
     labels = np.asarray(labels)
     if images.ndim != 3 or len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"images must be (M, H, W) with M = len(labels) > 0, got {images.shape}, "
                          f"{labels.shape}")
+    for name, v in (("n_scenes", n_scenes), ("canvas_size", canvas_size),
+                    ("min_objects", min_objects), ("max_objects", max_objects),
+                    ("max_tries", max_tries)):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+            raise ValueError(f"{name} must be an integer ≥ 1, got {v!r}")
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise ValueError(f"labels must be a 1-D integer array, got {labels.dtype} {labels.shape}")
+    if labels.min() < 0 or labels.max() >= len(class_names):
+        raise ValueError(f"labels must be class ids in [0, len(class_names)) = "
+                         f"[0, {len(class_names)}), got {labels.min()}..{labels.max()}")
     if not 1 <= min_objects <= max_objects:
         raise ValueError(f"need 1 ≤ min_objects ≤ max_objects, got {min_objects}, {max_objects}")
-    if not 0 < scale_range[0] <= scale_range[1]:
-        raise ValueError(f"scale_range must be (low, high) with 0 < low ≤ high, got {scale_range}")
+    if len(scale_range) != 2 or not np.isfinite(scale_range).all() \
+            or not 0 < scale_range[0] <= scale_range[1]:
+        raise ValueError(f"scale_range must be (low, high) with 0 < low ≤ high, both finite, "
+                         f"got {scale_range}")
     largest = round(images.shape[1] * scale_range[1])
     if largest > canvas_size:
         raise ValueError(f"objects up to {largest} px do not fit a {canvas_size} px canvas")
@@ -221,8 +247,12 @@ def make_scene_splits(dataset: str = "mnist", n_train: int = 2000, n_val: int = 
         ``(train, val, test)`` :class:`Scenes`.
 
     Raises:
-        ValueError: unknown dataset; ``n_val_sources`` not smaller than the training set.
+        ValueError: unknown dataset; ``n_val_sources`` not smaller than the training set; a
+            number of scenes that is not an integer ≥ 1.
     """
+    for name, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+            raise ValueError(f"{name} must be an integer ≥ 1, got {v!r}")
     if data is None:
         loaders = {"mnist": load_mnist, "fashion_mnist": load_fashion_mnist}
         if dataset not in loaders:

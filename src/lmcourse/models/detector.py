@@ -12,6 +12,7 @@ heads, targets (:func:`lmcourse.detection.centernet_targets`) and loss are the p
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,9 +25,32 @@ from flax import nnx
 
 from lmcourse.compat import apply_gradients, make_optimizer
 from lmcourse.data.scenes import Scenes
-from lmcourse.detection import centernet_targets, decode, postprocess, random_translate
+from lmcourse.detection import (
+    _check_fraction,
+    centernet_targets,
+    decode,
+    postprocess,
+    random_translate,
+)
 
 HEATMAP_PRIOR = 0.1  # initial heatmap probability (CenterNet / RetinaNet bias init −2.19)
+
+
+def _int_at_least(name: str, value: int, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+    return int(value)
+
+
+def _nonnegative(name: str, value: float, *, positive: bool = False) -> float:
+    """A finite Python number ≥ 0 (> 0 if ``positive``); NaN and ±inf rejected."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number, got {value!r}") from None
+    if not math.isfinite(v) or v < 0 or (positive and v == 0):
+        raise ValueError(f"{name} must be finite and {'> 0' if positive else '≥ 0'}, got {value!r}")
+    return v
 
 
 class CenterNet(nnx.Module):
@@ -35,20 +59,28 @@ class CenterNet(nnx.Module):
     ``(B, S/4, S/4, 2)`` (both in output cells).
 
     Backbone: 3×3 conv (``width``) → two stride-2 3×3 convs (``width``, ``2·width``) → ``depth``
-    residual 3×3 convs with dilations 1, 2, 4, 1, ... (receptive field ≈ 70 px, enough to see a
-    whole object from its centre) → shared 3×3 head conv → 1×1 to ``num_classes + 4`` channels.
+    residual 3×3 convs with dilations 1, 2, 4, 1, ... → shared 3×3 head conv → 1×1 to
+    ``num_classes + 4`` channels (receptive field 81 px at depth 4, enough to see a whole object
+    from its centre; chapter 08 computes it).
     ReLU everywhere. The heatmap bias starts at ``−log((1 − π) / π)``, π = 0.1.
 
     Args:
         rngs: parameter initialisation.
-        num_classes: heatmap channels.
-        width: channels of the first layer.
-        depth: residual convolutions at stride 4.
+        num_classes: heatmap channels (≥ 1).
+        width: channels of the first layer (≥ 1).
+        depth: residual convolutions at stride 4 (≥ 0).
+
+    Raises:
+        ValueError: a size that is not an integer in its range; at call time, input that is not
+            ``(B, S, S, 1)`` with ``S`` a multiple of 4.
     """
 
     stride = 4
 
     def __init__(self, rngs: nnx.Rngs, num_classes: int = 10, width: int = 32, depth: int = 4):
+        num_classes = _int_at_least("num_classes", num_classes, 1)
+        width = _int_at_least("width", width, 1)
+        depth = _int_at_least("depth", depth, 0)
         self.num_classes = num_classes
         c = 2 * width
         self.stem = nnx.Conv(1, width, (3, 3), rngs=rngs)
@@ -64,6 +96,9 @@ class CenterNet(nnx.Module):
                             bias_init=lambda key, shape, dtype=jnp.float32: jnp.asarray(bias, dtype))
 
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        if x.ndim != 4 or x.shape[-1] != 1 or x.shape[1] % self.stride or x.shape[2] % self.stride:
+            raise ValueError(f"CenterNet expects (B, S, S, 1) grey images with S a multiple of "
+                             f"{self.stride}, got shape {x.shape}")
         x = nnx.relu(self.stem(x))
         x = nnx.relu(self.down1(x))
         x = nnx.relu(self.down2(x))
@@ -86,10 +121,16 @@ def focal_loss(heatmap_logits: jax.Array, target: jax.Array, num_objects: jax.Ar
     Args:
         heatmap_logits, target: ``(B, G, G, C)``; target in [0, 1] with exact 1 at centres.
         num_objects: scalar N (clipped to ≥ 1).
+        alpha, beta: focusing exponents, finite and ≥ 0 (the paper's 2 and 4; 0 turns the
+            focusing off).
 
     Returns:
         scalar float32.
+
+    Raises:
+        ValueError: ``alpha`` or ``beta`` negative, NaN or infinite (Python numbers).
     """
+    alpha, beta = _nonnegative("alpha", alpha), _nonnegative("beta", beta)
     log_p = jax.nn.log_sigmoid(heatmap_logits)
     log_1mp = jax.nn.log_sigmoid(-heatmap_logits)
     p = jnp.exp(log_p)
@@ -107,10 +148,16 @@ def centernet_loss(model: CenterNet, images: jax.Array, targets: dict[str, jax.A
     Args:
         images: ``(B, S, S, 1)`` float32; targets: the dict of
             :func:`lmcourse.detection.centernet_targets` (as arrays).
+        size_weight, offset_weight: ``λ_size``, ``λ_off`` (finite, ≥ 0).
 
     Returns:
         ``(loss, {"heatmap": ..., "size": ..., "offset": ...})`` scalars.
+
+    Raises:
+        ValueError: a negative, NaN or infinite weight.
     """
+    size_weight = _nonnegative("size_weight", size_weight)
+    offset_weight = _nonnegative("offset_weight", offset_weight)
     heat, size, offset = model(images)
     b = heat.shape[0]
     mask = targets["mask"]
@@ -146,7 +193,35 @@ def scene_batch(scenes: Scenes, idx: np.ndarray, *, num_classes: int = 10, strid
                 rng: np.random.Generator | None = None, max_shift: int = 0
                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Images ``(B, S, S, 1)`` float32 in [0, 1] and CenterNet targets for scenes ``idx``,
-    optionally shifted by :func:`lmcourse.detection.random_translate` (``max_shift > 0``)."""
+    optionally shifted by :func:`lmcourse.detection.random_translate` (``max_shift > 0``).
+
+    Args:
+        scenes: the scenes; idx: ``(B,)`` integer scene indices in ``[0, len(scenes))``.
+        num_classes: heatmap channels; every class id in the chosen scenes must be below it.
+        stride: output stride; rng, max_shift: random shifts (``max_shift ≥ 0`` pixels).
+
+    Returns:
+        ``(images, targets)``, see :func:`lmcourse.detection.centernet_targets`.
+
+    Raises:
+        ValueError: a scene index outside ``[0, len(scenes))`` (NumPy would wrap a negative
+            index silently), a class id outside ``[0, num_classes)`` (names the range),
+            ``max_shift < 0``.
+    """
+    idx = np.asarray(idx)
+    if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
+        raise ValueError(f"idx must be a 1-D array of integer scene indices, got {idx.dtype} "
+                         f"{idx.shape}")
+    if idx.size and (idx.min() < 0 or idx.max() >= len(scenes)):
+        raise ValueError(f"scene indices must be in [0, {len(scenes)}), got {idx.min()}..{idx.max()}")
+    max_shift = _int_at_least("max_shift", max_shift, 0)
+    num_classes = _int_at_least("num_classes", num_classes, 1)
+    real = np.arange(scenes.labels.shape[1])[None, :] < scenes.counts[idx][:, None]
+    labels = scenes.labels[idx][real]
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"class ids must be in [0, num_classes) = [0, {num_classes}), the scenes "
+                         f"hold {labels.min()}..{labels.max()}; build the model with "
+                         f"num_classes={int(labels.max()) + 1} or relabel the scenes")
     images = scenes.images[idx]
     boxes = scenes.boxes[idx].copy()
     if max_shift > 0 and rng is not None:
@@ -181,15 +256,31 @@ def train_detector(model: CenterNet, scenes: Scenes, *, steps: int, batch_size: 
     built on the fly so that random shifts (``max_shift`` pixels) can be applied.
 
     Args:
-        steps: gradient steps; batch_size: scenes per step.
+        steps: gradient steps (≥ 1); batch_size: scenes per step, in ``[1, len(scenes)]``.
+        learning_rate: peak learning rate (finite, > 0); warmup_steps: linear warm-up from 0
+            (≥ 0; at most ``steps // 2`` are used), then cosine decay to 1% of the peak.
+        weight_decay: AdamW's decoupled weight decay (finite, ≥ 0).
+        max_shift: random shift in pixels (≥ 0; 0 = no augmentation).
+        seed: batch order and shifts.
         callback: called as ``callback(step, history)`` every 100 steps (e.g. to print).
 
     Returns:
         :class:`DetectorHistory`.
 
     Raises:
+        ValueError: an argument outside its range (NaN included), or scene classes outside
+            ``[0, model.num_classes)``.
         FloatingPointError: if the loss becomes NaN or infinite (names the step).
     """
+    steps = _int_at_least("steps", steps, 1)
+    batch_size = _int_at_least("batch_size", batch_size, 1)
+    if batch_size > len(scenes):
+        raise ValueError(f"batch_size must be in [1, len(scenes)] = [1, {len(scenes)}], "
+                         f"got {batch_size}")
+    learning_rate = _nonnegative("learning_rate", learning_rate, positive=True)
+    warmup_steps = _int_at_least("warmup_steps", warmup_steps, 0)
+    weight_decay = _nonnegative("weight_decay", weight_decay)
+    max_shift = _int_at_least("max_shift", max_shift, 0)
     schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, min(warmup_steps, steps // 2),
                                                   steps, learning_rate * 0.01)
     optimizer = make_optimizer(model, optax.adamw(schedule, weight_decay=weight_decay))
@@ -221,17 +312,58 @@ def train_detector(model: CenterNet, scenes: Scenes, *, steps: int, batch_size: 
     return history
 
 
-def detect(model: CenterNet, images: np.ndarray, *, batch_size: int = 100, top_k: int = 50,
-           score_threshold: float = 0.05, iou_threshold: float = 0.5
-           ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Detections for ``(N, S, S)`` uint8 scenes: per image ``(boxes (M, 4), scores (M,),
-    classes (M,))`` after decoding, score threshold and per-class NMS (see
-    :func:`lmcourse.detection.postprocess`)."""
-    out = []
-    size = images.shape[1]
+def raw_detections(model: CenterNet, images: np.ndarray, *, batch_size: int = 100,
+                   top_k: int = 50) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decoded boxes *before* score threshold and NMS, for ``(N, S, S)`` uint8 scenes.
+
+    Run the network once and hand the result to :func:`lmcourse.detection.postprocess` with
+    as many post-processing settings as you like (cheap to sweep).
+
+    Args:
+        images: ``(N, S, S)`` uint8 (0–255), ``S`` a multiple of 4.
+        batch_size: images per forward pass (≥ 1); top_k: boxes per image, in ``[1, G·G·C]``.
+
+    Returns:
+        ``boxes (N, top_k, 4)`` float32 pixels, ``scores (N, top_k)``, ``classes (N, top_k)``.
+
+    Raises:
+        ValueError: images not ``(N, S, S)`` uint8, or ``batch_size`` / ``top_k`` out of range.
+    """
+    images = np.asarray(images)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise ValueError(f"images must be (N, S, S) uint8 scenes (0–255), got {images.dtype} "
+                         f"{images.shape}")
+    batch_size = _int_at_least("batch_size", batch_size, 1)
+    g = images.shape[1] // model.stride
+    top_k = _int_at_least("top_k", top_k, 1)
+    if top_k > g * g * model.num_classes:
+        raise ValueError(f"top_k must be in [1, G·G·C] = [1, {g * g * model.num_classes}], "
+                         f"got {top_k}")
+    parts = []
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size, ..., None].astype(np.float32) / 255.0
-        boxes, scores, classes = jax.device_get(predict_step(model, x, top_k=top_k))
-        out += postprocess(boxes, scores, classes, score_threshold=score_threshold,
-                           iou_threshold=iou_threshold, image_size=size)
-    return out
+        parts.append(jax.device_get(predict_step(model, x, top_k=top_k)))
+    if not parts:
+        return (np.zeros((0, top_k, 4), np.float32), np.zeros((0, top_k), np.float32),
+                np.zeros((0, top_k), np.int32))
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
+
+
+def detect(model: CenterNet, images: np.ndarray, *, batch_size: int = 100, top_k: int = 50,
+           score_threshold: float = 0.05, iou_threshold: float = 0.5,
+           class_agnostic: bool = False) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Detections for ``(N, S, S)`` uint8 scenes: per image ``(boxes (M, 4), scores (M,),
+    classes (M,))`` after decoding (:func:`raw_detections`), score threshold, clipping and NMS
+    (per class, or across classes with ``class_agnostic=True``; see
+    :func:`lmcourse.detection.postprocess`).
+
+    Raises:
+        ValueError: as :func:`raw_detections` and :func:`lmcourse.detection.postprocess`
+            (thresholds outside [0, 1] or NaN; NaN scores from a diverged model).
+    """
+    _check_fraction("score_threshold", score_threshold)     # fail before the forward passes
+    _check_fraction("iou_threshold", iou_threshold)
+    boxes, scores, classes = raw_detections(model, images, batch_size=batch_size, top_k=top_k)
+    return postprocess(boxes, scores, classes, score_threshold=score_threshold,
+                       iou_threshold=iou_threshold, image_size=np.shape(images)[1],
+                       class_agnostic=class_agnostic)
