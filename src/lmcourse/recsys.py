@@ -8,24 +8,124 @@ predicts ratings for ``(user, movie)`` pairs:
   Koren, Bell & Volinsky 2009, eq. 3);
 * :func:`train_mf`: biased matrix factorisation trained with Optax, one compiled epoch per call
   (Koren, Bell & Volinsky, "Matrix factorization techniques for recommender systems",
-  IEEE Computer 42(8), 2009, eq. 5);
+  IEEE Computer 42(8), 2009, eq. 5), minimising :func:`mf_loss`;
 * :class:`NeuMF` / :func:`train_neumf`: a small neural collaborative filtering model in Flax NNX
   (He et al., "Neural Collaborative Filtering", WWW 2017), here regressing ratings;
 * :class:`ContentModel`: content-based predictions from TF-IDF vectors of titles and genres,
   which also work for a movie nobody has rated (cold start);
 * :func:`ranking_report`: precision@k, recall@k, NDCG@k, hit rate and catalogue coverage.
+
+Bad input raises ``ValueError`` at the public boundary, where values are concrete: a user or
+movie index outside its table (JAX would silently clamp it and return another user's rating),
+a size ``k ≤ 0``, a penalty ``λ < 0`` or NaN, a learning rate ``≤ 0``.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from lmcourse.metrics import ndcg_at_k, precision_at_k, recall_at_k, root_mean_squared_error
+
+#: The two ways of weighting the L2 penalty of matrix factorisation (see :func:`mf_loss`).
+PENALTIES = ("per_rating", "per_parameter")
+
+
+# ----------------------------------------------------------------------------------------------
+# input validation (at the public boundary, where values are concrete)
+# ----------------------------------------------------------------------------------------------
+def _is_traced(x: Any) -> bool:
+    """True for a JAX tracer (inside ``jit``/``grad``), whose values cannot be checked."""
+    try:
+        import jax
+    except ImportError:  # pragma: no cover - JAX is a dependency
+        return False
+    return isinstance(x, jax.core.Tracer)
+
+
+def _check_ids(name: str, ids: Any, size: int, table: str) -> np.ndarray:
+    """``ids`` as an int64 array whose values all lie in ``[0, size)``, or ValueError."""
+    a = np.asarray(ids)
+    if a.dtype.kind not in "iub":
+        if a.size == 0:
+            return a.astype(np.int64)
+        if a.dtype.kind == "f" and np.all(np.isfinite(a)) and np.all(a == np.round(a)):
+            a = a.astype(np.int64)
+        else:
+            raise ValueError(f"{name} must be integer indices into the {table} table, "
+                             f"got dtype {a.dtype}")
+    if a.size and (a.min() < 0 or a.max() >= size):
+        bad = a.min() if a.min() < 0 else a.max()
+        raise ValueError(
+            f"{name} index {int(bad)} is out of range: valid {name} indices are 0 to {size - 1} "
+            f"(the {size:,} rows of the {table} table). JAX would silently clamp it and answer "
+            f"for another {name}. Fix: map raw ids to indices with the data set's "
+            f"`{name}_ids` (np.searchsorted), and build the model with n_{name}s covering them.")
+    return a.astype(np.int64, copy=False)
+
+
+def _check_size(name: str, value: Any, minimum: int = 1) -> int:
+    """A Python int ``≥ minimum`` (sizes, counts, epochs), or ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value}")
+    return int(value)
+
+
+def _check_nonneg(name: str, value: Any) -> float:
+    """A finite float ``≥ 0`` (penalties, shrinkage), or ValueError (NaN included)."""
+    v = float(value)
+    if not (math.isfinite(v) and v >= 0.0):
+        raise ValueError(f"{name} must be a finite number ≥ 0, got {value}")
+    return v
+
+
+def _check_positive(name: str, value: Any) -> float:
+    """A finite float ``> 0`` (learning rates), or ValueError (NaN included)."""
+    v = float(value)
+    if not (math.isfinite(v) and v > 0.0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return v
+
+
+def _check_penalty(penalty: str) -> str:
+    if penalty not in PENALTIES:
+        raise ValueError(f"penalty must be one of {PENALTIES}, got {penalty!r}")
+    return penalty
+
+
+def _check_triples(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validated training triples: equal lengths, ids in range, finite ratings, N ≥ 1."""
+    n_users = _check_size("n_users", n_users)
+    n_movies = _check_size("n_movies", n_movies)
+    u = _check_ids("user", user, n_users, "user")
+    i = _check_ids("movie", movie, n_movies, "movie")
+    r = np.asarray(rating, np.float64)
+    if not (u.ndim == i.ndim == r.ndim == 1 and len(u) == len(i) == len(r)):
+        raise ValueError(f"user, movie and rating must be 1-D arrays of the same length, got "
+                         f"shapes {u.shape}, {i.shape}, {r.shape}")
+    if len(r) == 0:
+        raise ValueError("no ratings given: need at least one (user, movie, rating) triple")
+    if not np.all(np.isfinite(r)):
+        raise ValueError("rating contains NaN or infinite values")
+    return u, i, r
+
+
+def _check_pairs(user: Any, movie: Any, n_users: int, n_movies: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    u = _check_ids("user", user, n_users, "user")
+    i = _check_ids("movie", movie, n_movies, "movie")
+    if u.shape != i.shape:
+        raise ValueError(f"user and movie must have the same shape, got {u.shape}, {i.shape}")
+    return u, i
 
 
 def rmse(y_true: Any, y_pred: Any) -> float:
@@ -50,190 +150,343 @@ class Biases:
     b_user: np.ndarray
     b_movie: np.ndarray
 
-    def predict(self, user: Any, movie: Any, clip: tuple[float, float] = (0.5, 5.0)) -> np.ndarray:
-        """``(N,)`` float64 predicted stars, clipped to ``clip`` (``None``: no clipping)."""
-        pred = self.mu + self.b_user[np.asarray(user)] + self.b_movie[np.asarray(movie)]
+    def predict(self, user: Any, movie: Any, clip: tuple[float, float] | None = (0.5, 5.0)
+                ) -> np.ndarray:
+        """``(N,)`` float64 predicted stars, clipped to ``clip`` (``None``: no clipping).
+
+        Raises:
+            ValueError: a user index outside ``[0, len(b_user))`` or a movie index outside
+                ``[0, len(b_movie))``.
+        """
+        u, i = _check_pairs(user, movie, len(self.b_user), len(self.b_movie))
+        pred = self.mu + self.b_user[u] + self.b_movie[i]
         return pred if clip is None else np.clip(pred, *clip)
 
 
 def fit_biases(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int, *,
                lam_movie: float = 0.0, lam_user: float = 0.0, use_movie: bool = True,
-               use_user: bool = True, n_sweeps: int = 1) -> Biases:
+               use_user: bool = True, n_sweeps: int = 1,
+               penalty: str = "per_parameter") -> Biases:
     r"""Fit :math:`\mu`, movie and user biases in closed form, as in Irizarry's book.
 
-    .. math:: b_i = \frac{\sum_{u \in R(i)} (r_{ui} - \mu)}{\lambda_i + n_i},\qquad
-              b_u = \frac{\sum_{i \in R(u)} (r_{ui} - \mu - b_i)}{\lambda_u + n_u}
+    With ``penalty="per_parameter"`` (the book's, the default) each bias is penalised once,
+    :math:`\sum (r_{ui} - \mu - b_u - b_i)^2 + \lambda_i \sum_i b_i^2 + \lambda_u \sum_u b_u^2`,
+    and the coordinate minimisers are
 
-    One sweep (the default) is the book's procedure: movie effects first, then user effects on
-    the residuals. ``n_sweeps > 1`` alternates the two updates (coordinate descent on the
-    regularised least-squares objective of Koren, Bell & Volinsky 2009, eq. 3).
-    ``lam_* = 0`` gives plain means; a movie or user with no rating gets bias 0.
+    .. math:: b_i = \frac{\sum_{u \in R(i)} (r_{ui} - \mu - b_u)}{\lambda_i + n_i},\qquad
+              b_u = \frac{\sum_{i \in R(u)} (r_{ui} - \mu - b_i)}{\lambda_u + n_u} .
+
+    With ``penalty="per_rating"`` the penalty sits inside the sum over ratings (Koren, Bell &
+    Volinsky 2009, eq. 5, as Surprise's SGD runs it), so bias ``b_i`` is penalised ``n_i`` times
+    and the denominators become :math:`(1 + \lambda_i)\,n_i` and :math:`(1 + \lambda_u)\,n_u`
+    (every bias shrinks by the same factor, whatever its number of ratings).
+
+    One sweep (the default) is the book's procedure: movie effects first (with ``b_u = 0``),
+    then user effects on the residuals. ``n_sweeps > 1`` alternates the two updates (coordinate
+    descent, which converges to the joint minimiser). ``lam_* = 0`` gives plain means; a movie
+    or user with no rating gets bias 0.
 
     Args:
-        user, movie: ``(N,)`` integer indices; rating: ``(N,)`` stars.
-        n_users, n_movies: sizes of the bias vectors.
-        lam_movie, lam_user: shrinkage λ ≥ 0 (in "pseudo-ratings" at the mean).
+        user, movie: ``(N,)`` integer indices in ``[0, n_users)`` and ``[0, n_movies)``;
+            rating: ``(N,)`` stars.
+        n_users, n_movies: sizes of the bias vectors (≥ 1).
+        lam_movie, lam_user: shrinkage λ ≥ 0 (per parameter: "pseudo-ratings" at the mean).
         use_movie, use_user: switch each effect off (mean only: both ``False``).
         n_sweeps: number of alternating sweeps (≥ 1).
+        penalty: ``"per_parameter"`` or ``"per_rating"`` (see above).
 
     Returns:
         :class:`Biases`.
+
+    Raises:
+        ValueError: ids out of range, arrays of different lengths or empty, NaN ratings,
+            ``λ < 0`` or NaN, ``n_sweeps < 1``, an unknown ``penalty``.
     """
-    user, movie = np.asarray(user), np.asarray(movie)
-    r = np.asarray(rating, np.float64)
+    user, movie, r = _check_triples(user, movie, rating, n_users, n_movies)
+    lam_movie, lam_user = _check_nonneg("lam_movie", lam_movie), _check_nonneg("lam_user", lam_user)
+    n_sweeps = _check_size("n_sweeps", n_sweeps)
+    _check_penalty(penalty)
     mu = float(r.mean())
     b_user, b_movie = np.zeros(n_users), np.zeros(n_movies)
     n_u = np.bincount(user, minlength=n_users)
     n_i = np.bincount(movie, minlength=n_movies)
-    for _ in range(max(1, n_sweeps)):
+    if penalty == "per_parameter":
+        den_i, den_u = n_i + lam_movie, n_u + lam_user
+    else:
+        den_i, den_u = n_i * (1.0 + lam_movie), n_u * (1.0 + lam_user)
+    den_i, den_u = np.maximum(den_i, 1e-12), np.maximum(den_u, 1e-12)
+    for _ in range(n_sweeps):
         if use_movie:
-            resid = r - mu - b_user[user]
-            b_movie = np.bincount(movie, resid, n_movies) / np.maximum(n_i + lam_movie, 1e-12)
+            b_movie = np.bincount(movie, r - mu - b_user[user], n_movies) / den_i
         if use_user:
-            resid = r - mu - b_movie[movie]
-            b_user = np.bincount(user, resid, n_users) / np.maximum(n_u + lam_user, 1e-12)
+            b_user = np.bincount(user, r - mu - b_movie[movie], n_users) / den_u
     return Biases(mu, b_user, b_movie)
 
 
 # ----------------------------------------------------------------------------------------------
 # biased matrix factorisation in JAX + Optax
 # ----------------------------------------------------------------------------------------------
-def mf_predict(params: dict, user: Any, movie: Any) -> Any:
-    r""":math:`\hat r_{ui} = \mu + b_u + b_i + p_u^\top q_i`, ``(N,)`` (JAX, jit-able).
+_MF_KEYS = ("mu", "b_user", "b_movie", "P", "Q")
 
-    ``params``: ``mu`` scalar, ``b_user`` ``(U,)``, ``b_movie`` ``(I,)``, ``P`` ``(U, k)``,
-    ``Q`` ``(I, k)``.
-    """
+
+def _mf_tables(params: dict) -> tuple[int, int]:
+    missing = [k for k in _MF_KEYS if k not in params]
+    if missing:
+        raise ValueError(f"params lacks {missing}; expected keys {_MF_KEYS} (see train_mf)")
+    return int(params["P"].shape[0]), int(params["Q"].shape[0])
+
+
+def _mf_raw(params: dict, user: Any, movie: Any) -> Any:
     import jax.numpy as jnp
 
     return (params["mu"] + params["b_user"][user] + params["b_movie"][movie]
             + jnp.sum(params["P"][user] * params["Q"][movie], axis=-1))
 
 
-def mf_loss(params: dict, user: Any, movie: Any, rating: Any, lam: float) -> Any:
-    r"""Koren, Bell & Volinsky's objective divided by the number of ratings N:
+def _mf_check(params: dict, user: Any, movie: Any) -> None:
+    """Validate ids against the tables when they are concrete (skipped under ``jit``)."""
+    n_users, n_movies = _mf_tables(params)
+    if not (_is_traced(user) or _is_traced(movie)):
+        _check_pairs(user, movie, n_users, n_movies)
 
-    .. math:: \frac{1}{N}\Big[\sum_{(u,i)} (r_{ui} - \hat r_{ui})^2
-              + \lambda\big(\|P\|_F^2 + \|Q\|_F^2 + \|b_u\|^2 + \|b_i\|^2\big)\Big]
+
+def mf_predict(params: dict, user: Any, movie: Any) -> Any:
+    r""":math:`\hat r_{ui} = \mu + b_u + b_i + p_u^\top q_i`, ``(N,)`` (JAX, jit-able).
+
+    ``params``: ``mu`` scalar, ``b_user`` ``(U,)``, ``b_movie`` ``(I,)``, ``P`` ``(U, k)``,
+    ``Q`` ``(I, k)`` (float32, as returned by :func:`train_mf`). Predictions are in stars and
+    not clipped.
+
+    Raises:
+        ValueError: a user index outside ``[0, U)`` or a movie index outside ``[0, I)``
+            (checked when the indices are concrete; inside ``jit`` the caller must check, since
+            JAX clamps out-of-range gathers silently), or ``params`` lacks a table.
     """
+    _mf_check(params, user, movie)
+    return _mf_raw(params, user, movie)
+
+
+def _penalty_terms(params: dict, user: Any, movie: Any, penalty: str) -> Any:
+    """Per rating: ``‖p_u‖² + ‖q_i‖² + b_u² + b_i²`` ``(N,)``; per parameter: the scalar sum
+    of all squared entries of P, Q, b_user, b_movie."""
     import jax.numpy as jnp
 
-    err = rating - mf_predict(params, user, movie)
-    penalty = sum(jnp.sum(params[name] ** 2) for name in ("P", "Q", "b_user", "b_movie"))
-    return (jnp.sum(err ** 2) + lam * penalty) / rating.shape[0]
+    if penalty == "per_rating":
+        return (jnp.sum(params["P"][user] ** 2, axis=-1) + jnp.sum(params["Q"][movie] ** 2, axis=-1)
+                + params["b_user"][user] ** 2 + params["b_movie"][movie] ** 2)
+    return sum(jnp.sum(params[name] ** 2) for name in ("P", "Q", "b_user", "b_movie"))
+
+
+def _mf_batch_loss(params: dict, user: Any, movie: Any, rating: Any, lam: Any, n_total: int,
+                   penalty: str) -> Any:
+    import jax.numpy as jnp
+
+    err2 = (rating - _mf_raw(params, user, movie)) ** 2
+    if penalty == "per_rating":
+        return jnp.mean(err2 + lam * _penalty_terms(params, user, movie, penalty))
+    return jnp.mean(err2) + lam * _penalty_terms(params, user, movie, penalty) / n_total
+
+
+def mf_loss(params: dict, user: Any, movie: Any, rating: Any, lam: float,
+            penalty: str = "per_rating") -> Any:
+    r"""The training objective of :func:`train_mf`, divided by the number of ratings :math:`N`.
+
+    ``penalty="per_rating"`` (Koren, Bell & Volinsky 2009, eq. 5, with λ inside the sum over
+    the observed ratings :math:`K`, as their SGD and Surprise's ``SVD`` apply it):
+
+    .. math:: L = \frac{1}{N}\sum_{(u,i) \in K} \Big[(r_{ui} - \hat r_{ui})^2
+              + \lambda\big(\|p_u\|^2 + \|q_i\|^2 + b_u^2 + b_i^2\big)\Big]
+
+    so a user with :math:`n_u` ratings pays :math:`\lambda n_u \|p_u\|^2`.
+    ``penalty="per_parameter"`` penalises every parameter once (a Gaussian prior on each, the
+    form of :func:`fit_biases`' default):
+
+    .. math:: L = \frac{1}{N}\Big[\sum_{(u,i) \in K} (r_{ui} - \hat r_{ui})^2
+              + \lambda\big(\|P\|_F^2 + \|Q\|_F^2 + \|b_u\|^2 + \|b_i\|^2\big)\Big]
+
+    Args:
+        params: see :func:`mf_predict`.
+        user, movie, rating: ``(N,)`` the observed ratings :math:`K`.
+        lam: λ ≥ 0. penalty: ``"per_rating"`` or ``"per_parameter"``.
+
+    Returns:
+        scalar float32 :math:`L` (JAX array).
+
+    Raises:
+        ValueError: ``λ < 0`` or NaN, an unknown ``penalty``, ids out of range (when concrete).
+    """
+    _check_penalty(penalty)
+    if not _is_traced(lam):
+        _check_nonneg("lam", lam)
+    _mf_check(params, user, movie)
+    n = rating.shape[0] if hasattr(rating, "shape") else len(rating)
+    return _mf_batch_loss(params, user, movie, rating, lam, n, penalty)
 
 
 def mf_batch_loss(params: dict, user: Any, movie: Any, rating: Any, lam: float,
-                  n_total: int) -> Any:
-    r"""Mini-batch estimate of :func:`mf_loss`: mean squared error on the batch plus
-    :math:`\lambda \cdot \text{penalty} / N_\text{total}`.
+                  n_total: int, penalty: str = "per_rating") -> Any:
+    r"""Mini-batch estimate of :func:`mf_loss` over ``n_total`` training ratings.
 
-    Its expectation over a uniformly drawn batch equals :func:`mf_loss` on all ``n_total``
-    training ratings, so mini-batch steps follow the same objective.
-    """
-    import jax.numpy as jnp
-
-    err = rating - mf_predict(params, user, movie)
-    penalty = sum(jnp.sum(params[name] ** 2) for name in ("P", "Q", "b_user", "b_movie"))
-    return jnp.mean(err ** 2) + lam * penalty / n_total
-
-
-def train_mf(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int, *, k: int = 32,
-             lam: float = 12.0, learning_rate: float = 0.01, epochs: int = 10,
-             batch_size: int = 4096, init_scale: float = 0.1, seed: int = 0,
-             eval_fn: Any = None) -> tuple[dict, dict[str, Any]]:
-    """Train biased matrix factorisation by mini-batch Adam (Optax), one compiled epoch at a time.
-
-    Biases start at the closed-form regularised biases (λ = ``lam``), factors at
-    ``init_scale · N(0, 1/k)``. Each epoch visits a seeded random permutation of the ratings in
-    ``N // batch_size`` batches (the remainder is skipped that epoch); the whole epoch is one
-    ``jax.lax.scan`` inside one ``jax.jit``, compiled once ahead of time, so Python is entered
-    once per epoch, not once per step. The objective is :func:`mf_loss` (estimated per batch by
-    :func:`mf_batch_loss`); μ stays the training mean. Same spirit as Funk's SGD that Surprise's
-    ``SVD`` runs (Koren, Bell & Volinsky, *Matrix Factorization Techniques for Recommender
-    Systems*, IEEE Computer 2009, eq. 5), with Adam instead of plain SGD.
-
-    Args:
-        user, movie, rating: ``(N,)`` training triples (ints, ints, float stars).
-        n_users, n_movies: table sizes.
-        k: number of latent factors; lam: L2 weight λ of :func:`mf_loss`;
-        learning_rate: Adam step size; epochs: passes over the data; batch_size: ratings per step;
-        seed: seed for the factors and the batch order.
-        eval_fn: if set, ``eval_fn(params)`` (e.g. a test RMSE) is recorded after every epoch
-            (outside the timed part).
-
-    Returns:
-        ``(params, history)``: NumPy parameter dict (see :func:`mf_predict`) and
-        ``{"loss": per-step batch losses, "epoch": [...], "eval": [...], "compile_s": float,
-        "train_s": float}`` (seconds of compilation and of the compiled epochs).
+    Per rating: the batch mean of :math:`(r_{ui} - \hat r_{ui})^2 + \lambda(\|p_u\|^2 + \|q_i\|^2
+    + b_u^2 + b_i^2)`. Per parameter: the batch mean squared error plus
+    :math:`\lambda \cdot \text{penalty} / N_\text{total}`. Either way its expectation over a
+    uniformly drawn batch equals :func:`mf_loss` on all ``n_total`` ratings, and the mean over
+    the equal batches of a partition is exactly :func:`mf_loss`.
 
     Raises:
-        ValueError: if ``batch_size`` is not in ``[1, N]`` or ``epochs < 1``.
+        ValueError: as :func:`mf_loss`, or ``n_total < 1``.
     """
+    _check_penalty(penalty)
+    _check_size("n_total", n_total)
+    if not _is_traced(lam):
+        _check_nonneg("lam", lam)
+    _mf_check(params, user, movie)
+    return _mf_batch_loss(params, user, movie, rating, lam, n_total, penalty)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_epoch(n_users: int, n_movies: int, k: int, n_batches: int, batch_size: int,
+                    learning_rate: float, n_total: int, penalty: str) -> tuple[Any, float]:
+    """One epoch (a ``lax.scan`` of Adam steps), compiled once per shape and setting; λ is an
+    argument, so a λ grid reuses one compilation. Returns ``(compiled, compile_seconds)``."""
     import time
 
     import jax
     import jax.numpy as jnp
     import optax
 
+    tx = optax.adam(learning_rate)
+
+    def step(carry, batch):
+        params, opt_state, lam = carry
+        loss, grads = jax.value_and_grad(_mf_batch_loss)(params, *batch, lam, n_total, penalty)
+        grads["mu"] = jnp.zeros_like(grads["mu"])            # μ stays the training mean
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state, lam), loss
+
+    def epoch(params, opt_state, lam, u, i, r):               # u, i, r: (n_batches, batch_size)
+        (params, opt_state, _), losses = jax.lax.scan(step, (params, opt_state, lam), (u, i, r))
+        return params, opt_state, losses
+
+    f32 = jnp.float32
+    params = {"mu": jax.ShapeDtypeStruct((), f32),
+              "b_user": jax.ShapeDtypeStruct((n_users,), f32),
+              "b_movie": jax.ShapeDtypeStruct((n_movies,), f32),
+              "P": jax.ShapeDtypeStruct((n_users, k), f32),
+              "Q": jax.ShapeDtypeStruct((n_movies, k), f32)}
+    opt_state = jax.eval_shape(tx.init, params)
+    ints = jax.ShapeDtypeStruct((n_batches, batch_size), jnp.int32)
+    t0 = time.perf_counter()
+    compiled = jax.jit(epoch).lower(params, opt_state, jax.ShapeDtypeStruct((), f32), ints, ints,
+                                    jax.ShapeDtypeStruct((n_batches, batch_size), f32)).compile()
+    return (compiled, tx), time.perf_counter() - t0
+
+
+def train_mf(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int, *, k: int = 32,
+             lam: float = 0.05, penalty: str = "per_rating", learning_rate: float = 0.01,
+             epochs: int = 10, batch_size: int = 4096, init_scale: float = 0.1, seed: int = 0,
+             eval_fn: Any = None) -> tuple[dict, dict[str, Any]]:
+    """Train biased matrix factorisation by mini-batch Adam (Optax), one compiled epoch at a time.
+
+    Minimises :func:`mf_loss` (``penalty`` selects where λ sits), estimated on each batch by
+    :func:`mf_batch_loss`. Biases start at the closed-form minimisers of the same objective
+    without factors (:func:`fit_biases` with the same λ and ``penalty``, 10 sweeps), factors at
+    ``init_scale · N(0, 1/k)``; μ stays the training mean. Each epoch visits a seeded random
+    permutation of the ratings in ``N // batch_size`` batches (the remainder is skipped that
+    epoch); the whole epoch is one ``jax.lax.scan`` inside one ``jax.jit``, compiled ahead of
+    time once per shape and setting (λ is an input, so a λ grid compiles once), so Python is
+    entered once per epoch, not once per step. Koren, Bell & Volinsky (*Matrix Factorization
+    Techniques for Recommender Systems*, IEEE Computer 2009, eq. 5) and Surprise's ``SVD`` run
+    plain SGD one rating at a time; this runs Adam on batches.
+
+    Args:
+        user, movie, rating: ``(N,)`` training triples (ints in ``[0, n_users)`` and
+            ``[0, n_movies)``, float stars).
+        n_users, n_movies: table sizes (≥ 1).
+        k: number of latent factors (≥ 1); lam: λ ≥ 0 of :func:`mf_loss`; penalty:
+            ``"per_rating"`` (Koren's eq. 5) or ``"per_parameter"``;
+        learning_rate: Adam step size (> 0); epochs: passes over the data (≥ 1); batch_size:
+            ratings per step, in ``[1, N]``; init_scale: factor scale (≥ 0);
+        seed: seed for the factors and the batch order.
+        eval_fn: if set, ``eval_fn(params)`` (e.g. a validation RMSE) is recorded after every
+            epoch (outside the timed part).
+
+    Returns:
+        ``(params, history)``: NumPy parameter dict (see :func:`mf_predict`) and
+        ``{"loss": per-step batch losses, "epoch": [...], "eval": [...], "compile_s": float,
+        "train_s": float}`` (seconds of compilation, 0 when reused, and of the compiled epochs).
+
+    Raises:
+        ValueError: ids out of range, arrays of different lengths or empty, NaN ratings,
+            ``k < 1``, ``λ < 0`` or NaN, ``learning_rate ≤ 0`` or NaN, ``epochs < 1``,
+            ``batch_size`` outside ``[1, N]``, ``init_scale < 0``, an unknown ``penalty``.
+    """
+    import time
+
+    import jax
+    import jax.numpy as jnp
+
+    user, movie, rating = _check_triples(user, movie, rating, n_users, n_movies)
+    n_users, n_movies = int(n_users), int(n_movies)
+    k = _check_size("k", k)
+    lam = _check_nonneg("lam", lam)
+    _check_penalty(penalty)
+    learning_rate = _check_positive("learning_rate", learning_rate)
+    epochs = _check_size("epochs", epochs)
+    init_scale = _check_nonneg("init_scale", init_scale)
     n = len(rating)
-    if not 1 <= batch_size <= n:
-        raise ValueError(f"batch_size must be between 1 and the {n:,} training ratings, "
-                         f"got {batch_size}")
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}")
-    b = fit_biases(user, movie, rating, n_users, n_movies, lam_movie=lam, lam_user=lam)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not (
+            1 <= batch_size <= n):
+        raise ValueError(f"batch_size must be an integer between 1 and the {n:,} training "
+                         f"ratings, got {batch_size!r}")
+    batch_size = int(batch_size)
+    b = fit_biases(user, movie, rating, n_users, n_movies, lam_movie=lam, lam_user=lam,
+                   n_sweeps=10, penalty=penalty)
     kp, kq = jax.random.split(jax.random.key(seed))
     params = {
         "mu": jnp.float32(b.mu),
         "b_user": jnp.asarray(b.b_user, jnp.float32),
         "b_movie": jnp.asarray(b.b_movie, jnp.float32),
-        "P": init_scale * jax.random.normal(kp, (n_users, k)) / np.sqrt(k),
-        "Q": init_scale * jax.random.normal(kq, (n_movies, k)) / np.sqrt(k),
+        "P": (init_scale * jax.random.normal(kp, (n_users, k)) / np.sqrt(k)).astype(jnp.float32),
+        "Q": (init_scale * jax.random.normal(kq, (n_movies, k)) / np.sqrt(k)).astype(jnp.float32),
     }
-    user, movie = np.asarray(user, np.int32), np.asarray(movie, np.int32)
-    rating = np.asarray(rating, np.float32)
-    tx = optax.adam(learning_rate)
-    opt_state = tx.init(params)
-
-    def step(carry, batch):
-        params, opt_state = carry
-        loss, grads = jax.value_and_grad(mf_batch_loss)(params, *batch, lam, n)
-        grads["mu"] = jnp.zeros_like(grads["mu"])            # μ stays the training mean
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
-
-    def epoch(params, opt_state, u, i, r):                    # u, i, r: (n_batches, batch_size)
-        return jax.lax.scan(step, (params, opt_state), (u, i, r))
-
-    rng = np.random.default_rng(seed)
+    user, movie = user.astype(np.int32), movie.astype(np.int32)
+    rating = rating.astype(np.float32)
     n_batches = n // batch_size
+    key = (n_users, n_movies, k, n_batches, batch_size, learning_rate, n, penalty)
+    hits = _compiled_epoch.cache_info().hits
+    (compiled, tx), compile_s = _compiled_epoch(*key)
+    reused = _compiled_epoch.cache_info().hits > hits
+    opt_state = tx.init(params)
+    lam32 = jnp.float32(lam)
+    rng = np.random.default_rng(seed)
 
     def epoch_batches():
         order = rng.permutation(n)[: n_batches * batch_size].reshape(n_batches, batch_size)
         return user[order], movie[order], rating[order]
 
-    batches = epoch_batches()
-    t0 = time.perf_counter()
-    compiled = jax.jit(epoch).lower(params, opt_state, *batches).compile()
     history: dict[str, Any] = {"loss": [], "epoch": [], "eval": [],
-                               "compile_s": time.perf_counter() - t0, "train_s": 0.0}
+                               "compile_s": 0.0 if reused else compile_s, "train_s": 0.0}
     for e in range(epochs):
+        batches = epoch_batches()
         t0 = time.perf_counter()
-        (params, opt_state), losses = compiled(params, opt_state, *batches)
+        params, opt_state, losses = compiled(params, opt_state, lam32, *batches)
         losses = np.asarray(losses)                           # waits for the epoch to finish
         history["train_s"] += time.perf_counter() - t0
         history["loss"].extend(losses.tolist())
         if eval_fn is not None:
             history["epoch"].append(e + 1)
             history["eval"].append(float(eval_fn(params)))
-        if e + 1 < epochs:
-            batches = epoch_batches()
     return {name: np.asarray(v) for name, v in params.items()}, history
 
 
 def mf_scores(params: dict) -> np.ndarray:
-    """``(n_users, n_movies)`` float32 predicted ratings for every pair (for ranking)."""
+    """``(n_users, n_movies)`` float32 predicted ratings for every pair (for ranking).
+
+    Raises:
+        ValueError: ``params`` lacks a table.
+    """
+    _mf_tables(params)
     return (params["mu"] + params["b_user"][:, None] + params["b_movie"][None, :]
             + params["P"] @ params["Q"].T).astype(np.float32)
 
@@ -252,10 +505,24 @@ def _neumf_class():
         output is a rating offset from the global mean, trained with squared error.
 
         Call: ``model(user (B,) int, movie (B,) int) -> (B,) float32`` rating offsets.
+
+        Raises:
+            ValueError: sizes ``n_users``, ``n_movies``, ``dim`` or a hidden width < 1 (at
+                construction); a user index outside ``[0, n_users)`` or a movie index outside
+                ``[0, n_movies)`` when called with concrete indices (inside ``jit`` the caller
+                must check: JAX clamps out-of-range lookups silently).
         """
 
         def __init__(self, n_users: int, n_movies: int, dim: int = 16,
                      hidden: tuple[int, ...] = (32, 16), *, rngs: nnx.Rngs):
+            self.n_users = _check_size("n_users", n_users)
+            self.n_movies = _check_size("n_movies", n_movies)
+            dim = _check_size("dim", dim)
+            hidden = tuple(hidden)
+            if not hidden:
+                raise ValueError("hidden must list at least one layer width, e.g. (32, 16)")
+            for width in hidden:
+                _check_size("hidden layer width", width)
             init = nnx.initializers.normal(0.01)
             self.gmf_user = nnx.Embed(n_users, dim, embedding_init=init, rngs=rngs)
             self.gmf_movie = nnx.Embed(n_movies, dim, embedding_init=init, rngs=rngs)
@@ -274,6 +541,8 @@ def _neumf_class():
             import jax
             import jax.numpy as jnp
 
+            if not (_is_traced(user) or _is_traced(movie)):
+                _check_pairs(user, movie, self.n_users, self.n_movies)
             gmf = self.gmf_user(user) * self.gmf_movie(movie)
             h = jnp.concatenate([self.mlp_user(user), self.mlp_movie(movie)], axis=-1)
             for n in range(self.n_layers):
@@ -293,18 +562,31 @@ def __getattr__(name: str):  # lazy: `import lmcourse.recsys` must not import Fl
 def train_neumf(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int, *,
                 dim: int = 16, hidden: tuple[int, ...] = (32, 16), epochs: int = 8,
                 batch_size: int = 1024, lr: float = 3e-3, weight_decay: float = 1e-4,
-                l2: float = 0.1, init_biases: Biases | None = None, seed: int = 0
-                ) -> tuple[Any, float, list[float]]:
-    """Train :class:`NeuMF` on ratings with AdamW and mini-batches (jitted NNX step).
+                l2: float = 0.1, init_biases: Biases | None = None, seed: int = 0,
+                eval_fn: Any = None) -> tuple[Any, float, list[float]]:
+    r"""Train :class:`NeuMF` on ratings with AdamW and mini-batches (jitted NNX step).
 
-    Loss per batch: mean over the batch of ``(r - mu - model(u, i))² + l2 · ‖e‖²``, where
-    ``‖e‖²`` sums the squared embeddings and biases of that rating's user and movie (the
-    per-rating form of the L2 penalty of matrix factorisation).
+    Loss per batch: mean over the batch of :math:`(r - \mu - f(u, i))^2 + l_2\,\|e_{ui}\|^2`,
+    where :math:`\|e_{ui}\|^2` sums the squared embeddings and biases of that rating's user and
+    movie: the per-rating penalty of :func:`mf_loss` (λ inside the sum over ratings).
 
     ``init_biases`` (a fitted :class:`Biases`) sets the model's bias embeddings at the start.
 
+    Args:
+        user, movie, rating: ``(N,)`` training triples; n_users, n_movies: table sizes (≥ 1).
+        dim: embedding size (≥ 1); hidden: MLP widths (each ≥ 1); epochs: passes (≥ 0; 0
+            returns the initial model); batch_size: in ``[1, N]``; lr: AdamW step (> 0);
+            weight_decay, l2: penalties (≥ 0); seed: initialisation and batch order.
+        eval_fn: if set, ``eval_fn(model, mu)`` is called after every epoch (e.g. to record a
+            validation RMSE per epoch); its return value is ignored.
+
     Returns:
-        ``(model, mu, epoch_losses)``; predict with ``mu + model(user, movie)``.
+        ``(model, mu, epoch_losses)``; predict with :func:`neumf_predict`.
+
+    Raises:
+        ValueError: ids out of range, arrays of different lengths or empty, NaN ratings, a size
+            or ``epochs`` out of range, ``lr ≤ 0``, ``l2`` or ``weight_decay`` < 0 or NaN,
+            ``init_biases`` of the wrong sizes.
     """
     import jax.numpy as jnp
     import optax
@@ -312,6 +594,20 @@ def train_neumf(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int,
 
     from lmcourse.compat import apply_gradients, make_optimizer
 
+    user, movie, rating = _check_triples(user, movie, rating, n_users, n_movies)
+    epochs = _check_size("epochs", epochs, minimum=0)
+    lr = _check_positive("lr", lr)
+    weight_decay = _check_nonneg("weight_decay", weight_decay)
+    l2 = _check_nonneg("l2", l2)
+    n = len(rating)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not (
+            1 <= batch_size <= n):
+        raise ValueError(f"batch_size must be an integer between 1 and the {n:,} training "
+                         f"ratings, got {batch_size!r}")
+    if init_biases is not None and (len(init_biases.b_user), len(init_biases.b_movie)) != (
+            n_users, n_movies):
+        raise ValueError(f"init_biases has {len(init_biases.b_user)} users and "
+                         f"{len(init_biases.b_movie)} movies, the model {n_users} and {n_movies}")
     model = _neumf_class()(n_users, n_movies, dim, hidden, rngs=nnx.Rngs(seed))
     if init_biases is not None:                       # start from the closed-form biases
         model.b_user.embedding[...] = jnp.asarray(init_biases.b_user[:, None], jnp.float32)
@@ -332,11 +628,9 @@ def train_neumf(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int,
         apply_gradients(optimizer, model, grads)
         return loss
 
-    user = np.asarray(user, np.int32)
-    movie = np.asarray(movie, np.int32)
-    rating = np.asarray(rating, np.float32)
+    user, movie = user.astype(np.int32), movie.astype(np.int32)
+    rating = rating.astype(np.float32)
     rng = np.random.default_rng(seed)
-    n = len(rating)
     n_batches = n // batch_size
     losses = []
     for _ in range(epochs):
@@ -346,18 +640,27 @@ def train_neumf(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int,
             total += float(step(model, optimizer, jnp.asarray(user[idx]), jnp.asarray(movie[idx]),
                                 jnp.asarray(rating[idx])))
         losses.append(total / n_batches)
+        if eval_fn is not None:
+            eval_fn(model, mu)
     return model, mu, losses
 
 
 def neumf_predict(model: Any, mu: float, user: Any, movie: Any, batch_size: int = 65536,
                   clip: tuple[float, float] | None = (0.5, 5.0)) -> np.ndarray:
-    """``(N,)`` float32 predicted stars ``mu + model(user, movie)``, in batches."""
+    """``(N,)`` float32 predicted stars ``mu + model(user, movie)``, in batches.
+
+    Raises:
+        ValueError: a user index outside ``[0, model.n_users)``, a movie index outside
+            ``[0, model.n_movies)``, or ``batch_size < 1``.
+    """
     import jax.numpy as jnp
 
-    user, movie = np.asarray(user, np.int32), np.asarray(movie, np.int32)
+    user, movie = _check_pairs(user, movie, model.n_users, model.n_movies)
+    batch_size = _check_size("batch_size", batch_size)
+    user, movie = user.astype(np.int32), movie.astype(np.int32)
     out = np.concatenate([np.asarray(mu + model(jnp.asarray(user[s:s + batch_size]),
                                                 jnp.asarray(movie[s:s + batch_size])))
-                          for s in range(0, len(user), batch_size)])
+                          for s in range(0, len(user), batch_size)] or [np.zeros(0, np.float32)])
     return out if clip is None else np.clip(out, *clip)
 
 
@@ -414,6 +717,11 @@ class ContentModel:
         baseline: fitted :class:`Biases` on the training ratings.
         user, movie, rating: ``(N,)`` training triples; n_users: number of users.
         alpha: shrinkage α ≥ 0 of the correction; power: exponent p ≥ 1 sharpening similarity.
+
+    Raises:
+        ValueError: ids out of range (users ``[0, n_users)``, movies ``[0, n_features_rows)``),
+            arrays of different lengths or empty, NaN ratings, ``alpha < 0`` or NaN,
+            ``power < 1``, or a baseline whose tables do not match ``n_users`` and the features.
     """
 
     def __init__(self, features: Any, baseline: Biases, user: Any, movie: Any, rating: Any,
@@ -422,34 +730,93 @@ class ContentModel:
 
         self.x = (sparse.csr_matrix(features, dtype=np.float64) if sparse.issparse(features)
                   else np.asarray(features, np.float64))
+        if self.x.ndim != 2:
+            raise ValueError(f"features must be 2-D (n_movies, d), got shape {self.x.shape}")
+        n_movies = self.x.shape[0]
+        user, movie, rating = _check_triples(user, movie, rating, n_users, n_movies)
+        if (len(baseline.b_user), len(baseline.b_movie)) != (n_users, n_movies):
+            raise ValueError(f"baseline has {len(baseline.b_user)} users and "
+                             f"{len(baseline.b_movie)} movies; expected {n_users} users and the "
+                             f"{n_movies} feature rows")
+        alpha = _check_nonneg("alpha", alpha)
+        if not (math.isfinite(float(power)) and float(power) >= 1):
+            raise ValueError(f"power must be a finite number ≥ 1, got {power}")
+        self.n_users, self.n_movies = int(n_users), n_movies
         self.baseline, self.alpha, self.power = baseline, alpha, power
-        user, movie = np.asarray(user), np.asarray(movie)
-        resid = np.asarray(rating, np.float64) - baseline.predict(user, movie, clip=None)
-        shape = (n_users, self.x.shape[0])
+        resid = rating - baseline.predict(user, movie, clip=None)
+        shape = (n_users, n_movies)
         self.resid = sparse.csr_matrix((resid, (user, movie)), shape=shape)
+        self.resid.sum_duplicates()
         self.rated = sparse.csr_matrix((np.ones_like(resid), (user, movie)), shape=shape)
         self.user_mean_resid = np.bincount(user, resid, n_users) / np.maximum(
             np.bincount(user, minlength=n_users), 1)
 
-    def _similarity_sums(self, user: np.ndarray, movie: np.ndarray
+    def _similarity_sums(self, user: np.ndarray, movie: np.ndarray,
+                         powers: tuple[float, ...] | None = None
                          ) -> tuple[np.ndarray, np.ndarray]:
-        num, den = np.zeros(len(user)), np.zeros(len(user))
-        for u in np.unique(user):
-            rows = np.flatnonzero(user == u)
-            seen = self.rated[u].indices
-            s = _dense(self.x[movie[rows]] @ self.x[seen].T)                  # (n_rows, n_seen)
-            s = np.maximum(s, 0.0) ** self.power     # dissimilar movies get no weight
-            num[rows] = s @ self.resid[u, seen].toarray()[0]
-            den[rows] = s.sum(axis=1)
-        return num, den
+        """Per pair and power p: ``num = Σ_j s_ij^p (r_uj − b_uj)``, ``den = Σ_j s_ij^p`` over
+        ``j ∈ R(u)``; arrays ``(n_powers, N)`` (``(N,)`` when ``powers`` is ``None``)."""
+        ps = (self.power,) if powers is None else tuple(powers)
+        num, den = np.zeros((len(ps), len(user))), np.zeros((len(ps), len(user)))
+        order = np.argsort(user, kind="stable")
+        bounds = np.flatnonzero(np.diff(user[order])) + 1
+        ptr, seen_all, res_all = self.resid.indptr, self.resid.indices, self.resid.data
+        # many tiny products: one BLAS thread is faster (by 40x on a busy 2-core machine)
+        with threadpool_limits(1, user_api="blas"):
+            for rows in np.split(order, bounds):
+                if rows.size == 0:
+                    continue
+                u = user[rows[0]]
+                seen = seen_all[ptr[u]:ptr[u + 1]]
+                sim = _dense(self.x[movie[rows]] @ self.x[seen].T)            # (n_rows, n_seen)
+                sim = np.maximum(sim, 0.0)               # dissimilar movies get no weight
+                for n, p in enumerate(ps):
+                    w = sim ** p
+                    num[n, rows] = w @ res_all[ptr[u]:ptr[u + 1]]
+                    den[n, rows] = w.sum(axis=1)
+        return (num[0], den[0]) if powers is None else (num, den)
 
-    def predict(self, user: Any, movie: Any, clip: tuple[float, float] = (0.5, 5.0)
+    def predict(self, user: Any, movie: Any, clip: tuple[float, float] | None = (0.5, 5.0)
                 ) -> np.ndarray:
-        """``(N,)`` float64 predicted stars for the pairs ``(user, movie)``."""
-        user, movie = np.asarray(user), np.asarray(movie)
-        num, den = self._similarity_sums(user, movie)
-        pred = self.baseline.predict(user, movie, clip=None) + num / (self.alpha + den)
-        return np.clip(pred, *clip)
+        """``(N,)`` float64 predicted stars for the pairs ``(user, movie)``, clipped to ``clip``.
+
+        Raises:
+            ValueError: a user index outside ``[0, n_users)`` or a movie index outside
+                ``[0, n_movies)``.
+        """
+        return self.predict_grid(user, movie, [self.alpha], [self.power], clip=clip)[
+            (self.power, self.alpha)]
+
+    def predict_grid(self, user: Any, movie: Any, alphas: Any, powers: Any,
+                     clip: tuple[float, float] | None = (0.5, 5.0)
+                     ) -> dict[tuple[float, float], np.ndarray]:
+        """Predictions for every ``(power, alpha)`` of a hyper-parameter grid in one pass.
+
+        The similarities are computed once per user and reused for every setting, so a grid
+        on a validation split costs about one :meth:`predict`.
+
+        Returns:
+            ``{(power, alpha): (N,) float64 stars}``.
+
+        Raises:
+            ValueError: ids out of range (see :meth:`predict`), an ``alpha < 0`` or NaN, a
+                ``power < 1`` or NaN.
+        """
+        user, movie = _check_pairs(user, movie, self.n_users, self.n_movies)
+        alphas = [_check_nonneg("alpha", a) for a in alphas]
+        for p in powers:
+            if not (math.isfinite(float(p)) and float(p) >= 1):
+                raise ValueError(f"power must be a finite number ≥ 1, got {p}")
+        nums, dens = self._similarity_sums(user, movie, tuple(powers))
+        base = self.baseline.predict(user, movie, clip=None)
+        out = {}
+        for p, num, den in zip(powers, nums, dens, strict=True):
+            for a in alphas:
+                # no similar rated movie and α = 0: no correction (not 0/0)
+                corr = np.divide(num, a + den, out=np.zeros_like(num), where=(a + den) > 0)
+                pred = base + corr
+                out[(p, a)] = pred if clip is None else np.clip(pred, *clip)
+        return out
 
     def scores(self) -> np.ndarray:
         """``(n_users, n_movies)`` float32 cosine similarity of each movie to the user profile."""
@@ -556,12 +923,28 @@ def ranking_report(scores: Any, train_user: Any, train_movie: Any, test_user: An
         with at least one relevant item in their top k) and ``coverage@k`` (fraction of the
         catalogue appearing in at least one top-k list), means over users with a test item.
         Metrics from :mod:`lmcourse.metrics` (ties at the cut-off averaged).
+
+    Raises:
+        ValueError: ``scores`` not 2-D or with NaN, a user index outside ``[0, n_users)`` or a
+            movie index outside ``[0, n_movies)`` (the shape of ``scores``), pairs of different
+            lengths, no test pair, or ``k`` not an integer in ``[1, n_movies]``.
     """
     s = np.array(scores, np.float64)
+    if s.ndim != 2 or s.size == 0:
+        raise ValueError(f"scores must be a non-empty (n_users, n_movies) matrix, got {s.shape}")
+    if np.isnan(s).any():
+        raise ValueError("scores contain NaN: a NaN score cannot be ranked")
     n_users, n_movies = s.shape
-    s[np.asarray(train_user), np.asarray(train_movie)] = s.min() - 1.0     # never re-recommend
+    k = _check_size("k", k)
+    if k > n_movies:
+        raise ValueError(f"k must be in [1, {n_movies}] (the number of movies), got {k}")
+    tr_u, tr_i = _check_pairs(train_user, train_movie, n_users, n_movies)
+    te_u, te_i = _check_pairs(test_user, test_movie, n_users, n_movies)
+    if te_u.size == 0:
+        raise ValueError("no test pairs: ranking metrics need at least one held-out rating")
+    s[tr_u, tr_i] = s[np.isfinite(s)].min() - 1.0 if np.isfinite(s).any() else -np.inf
     rel = np.zeros_like(s)
-    rel[np.asarray(test_user), np.asarray(test_movie)] = 1.0
+    rel[te_u, te_i] = 1.0
     users = np.flatnonzero(rel.sum(axis=1) > 0)
     s, rel = s[users], rel[users]
     top = np.argpartition(-s, k - 1, axis=1)[:, :k]

