@@ -29,7 +29,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbconvert import HTMLExporter
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -92,6 +92,10 @@ def execute(path: Path, timeout: int) -> tuple[nbformat.NotebookNode, float, dic
             lines = [line for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()
                      and "IPKernelApp" not in line]
             error = " | ".join(lines[-3:]) if lines else repr(exc)
+        except CellTimeoutError:
+            error = f"a cell ran longer than --timeout {timeout} s (raise it for full scale on a CPU)"
+        except DeadKernelError as exc:
+            error = f"the kernel died (out of memory?): {exc}"
         seconds = time.perf_counter() - start
         results = json.loads(results_file.read_text()) if results_file.exists() else {}
         os.environ.pop("LMCOURSE_RESULTS", None)
