@@ -98,6 +98,24 @@ def test_encoder_block_ignores_padding():
     np.testing.assert_allclose(y_padded[:, :4], y_short, atol=1e-5)
 
 
+
+def test_encoder_block_gelu_is_exact_by_default_and_tanh_on_request():
+    block = EncoderBlock(16, 4, 64, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(0), (2, 5, 16))
+    h = block.norm1(x + block.attention(x))
+    for approximate in (False, True):
+        block.gelu_approximate = approximate
+        want = block.norm2(h + block.ff_out(jax.nn.gelu(block.ff_in(h), approximate=approximate)))
+        np.testing.assert_allclose(block(x), want, atol=1e-6)
+    block.gelu_approximate = False
+    forward = nnx.jit(lambda m, x: m(x))
+    exact = forward(block, x)
+    block.gelu_approximate = True                        # a static attribute: jit recompiles
+    tanh = forward(block, x)
+    assert 0 < float(jnp.abs(tanh - exact).max()) < 1e-2
+    with pytest.raises(TypeError, match="gelu_approximate"):
+        EncoderBlock(16, 4, 64, rngs=nnx.Rngs(0), gelu_approximate="tanh")
+
 # --- the two lessons of chapter 05 ---------------------------------------------------------------
 def test_dot_product_variance_is_d_k_under_the_assumption():
     """Vaswani et al. 2017, §3.2.1, footnote 4: independent components, mean 0, variance 1 ⇒

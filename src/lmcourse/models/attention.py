@@ -207,20 +207,31 @@ class EncoderBlock(nnx.Module):
     x ← LayerNorm(x + Dropout(MultiHead(x)));  x ← LayerNorm(x + Dropout(FFN(x))),
     FFN(x) = GELU(x W_1 + b_1) W_2 + b_2 with the exact (erf) GELU, as BERT uses.
 
+    ``gelu_approximate`` is a plain (static) attribute: set it to ``True`` to use the tanh
+    approximation of GELU (Hendrycks & Gimpel 2016, arXiv:1606.08415, §2). Changing it on a built
+    block changes the module's graph, so a function compiled with ``nnx.jit`` recompiles.
+
     Args:
         d_model, num_heads: as :class:`MultiHeadAttention`; d_ff: FFN width (positive).
         dropout_rate: probability in ``[0, 1]`` of dropping a unit of each sub-layer's output
             (BERT: 0.1 in training; 0 = no dropout, the default; 1 drops everything).
         layer_norm_eps: the LayerNorms' ε, finite and > 0 (BERT: 1e-12).
+        gelu_approximate: ``False`` (default) for the exact GELU x·Φ(x), ``True`` for the tanh
+            approximation.
 
     Raises:
         ValueError: a size is not a positive integer, ``d_model % num_heads != 0``,
             ``dropout_rate`` is outside ``[0, 1]`` or NaN, ``layer_norm_eps`` is not > 0.
+        TypeError: ``gelu_approximate`` is not a bool.
     """
 
     def __init__(self, d_model: int, num_heads: int, d_ff: int, *, rngs: nnx.Rngs,
-                 dropout_rate: float = 0.0, layer_norm_eps: float = 1e-12):
+                 dropout_rate: float = 0.0, layer_norm_eps: float = 1e-12,
+                 gelu_approximate: bool = False):
         d_ff = check_positive_int("d_ff", d_ff)
+        if not isinstance(gelu_approximate, bool):
+            raise TypeError(f"gelu_approximate must be a bool, got {gelu_approximate!r}")
+        self.gelu_approximate = gelu_approximate
         dropout_rate = check_rate("dropout_rate", dropout_rate)
         layer_norm_eps = check_positive_float("layer_norm_eps", layer_norm_eps)
         self.attention = MultiHeadAttention(d_model, num_heads, rngs=rngs)
@@ -235,6 +246,6 @@ class EncoderBlock(nnx.Module):
         """``x`` ``(B, L, d)`` → ``(B, L, d)`` (and the weights ``(B, h, L, L)`` if asked)."""
         attended, weights = self.attention(x, mask, return_weights=True)
         x = self.norm1(x + self.dropout(attended))
-        hidden = jax.nn.gelu(self.ff_in(x), approximate=False)
+        hidden = jax.nn.gelu(self.ff_in(x), approximate=bool(self.gelu_approximate))
         x = self.norm2(x + self.dropout(self.ff_out(hidden)))
         return (x, weights) if return_weights else x
