@@ -175,3 +175,12 @@ def test_record_without_results_file_is_a_no_op(tmp_path, monkeypatch):
     monkeypatch.setenv(report.RESULTS_ENV, "")
     assert report.record("anything", 3) == 3
     assert list(tmp_path.iterdir()) == []
+
+
+def test_invalid_scale_message_points_at_the_measured_run_times():
+    # no typed duration: the README's table of measured run times is the source
+    with pytest.raises(ValueError) as info:
+        get_scale({SCALE_ENV: "huge"})
+    message = str(info.value)
+    assert "README" in message and "measured run time" in message
+    assert "~2 min" not in message

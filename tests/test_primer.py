@@ -119,6 +119,25 @@ def test_random_keys_are_explicit_and_reproducible():
     assert jnp.array_equal(jax.random.normal(a_again, (3,)), jax.random.normal(a, (3,)))
 
 
+def test_debug_key_reuse_catches_a_reused_key_and_accepts_a_split():
+    # chapter 00's Exercise 2 runs its check inside jax.debug_key_reuse(True)
+    def split_then_draw(seed):
+        k1, k2 = jax.random.split(jax.random.key(seed))
+        return jax.random.normal(k1, (5,)), jax.random.normal(k2, (5,))
+
+    def draw_then_split(seed):  # uses the parent key twice: once to draw, once to split
+        key = jax.random.key(seed)
+        first = jax.random.normal(key, (5,))
+        _, k2 = jax.random.split(key)
+        return first, jax.random.normal(k2, (5,))
+
+    with jax.debug_key_reuse(True):
+        first, second = split_then_draw(7)
+        assert not jnp.allclose(first, second)
+        with pytest.raises(jax.errors.KeyReuseError):
+            draw_then_split(7)
+
+
 @pytest.mark.parametrize(("m", "k", "n"), [(64, 32, 16), (3, 5, 7), (128, 64, 2)])
 def test_xla_counts_two_m_k_n_flops_for_a_matmul(m, k, n):
     # Chapter 00's exercise 1 and chapter 02's FLOP table compare with this count.

@@ -2,8 +2,8 @@
 
 One environment variable, ``LMCOURSE_SCALE``, chooses how much work each notebook does:
 
-* ``quick``: small enough that each notebook runs in about two minutes on two CPU cores
-  (what CI and a workshop laptop use);
+* ``quick``: sized for a 2-core CPU and CI (what a workshop laptop uses; the README lists each
+  chapter's measured run time, generated from ``results/*.quick.json``);
 * ``full``: the sizes that reproduce the reference results in ``COURSE.md`` (meant for a GPU);
 * ``auto`` (the default, also when the variable is unset): ``full`` when JAX sees a GPU or TPU,
   ``quick`` otherwise.
@@ -46,7 +46,8 @@ def get_scale(env: dict[str, str] | None = None) -> Scale:
     if value not in _VALID:
         raise ValueError(
             f"{SCALE_ENV}={value!r} is not a scale. Use one of {', '.join(_VALID)}, e.g. "
-            f"`export {SCALE_ENV}=quick` (CPU, ~2 min per notebook) or `{SCALE_ENV}=full`."
+            f"`export {SCALE_ENV}=quick` (sized for a 2-core CPU and CI; the README lists each "
+            f"chapter's measured run time) or `{SCALE_ENV}=full`."
         )
     if value == "auto":
         return "quick" if accelerator_platform() == "cpu" else "full"
