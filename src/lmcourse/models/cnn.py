@@ -16,12 +16,21 @@ default ``lax.conv_general_dilated`` (measured and explained in ``benchmarks/REA
   which XLA fuses into one loop, instead of a convolution call that is slow for one input
   channel; its backward pass is the usual convolution gradient, and inference keeps the
   convolution call.
+
+The module also holds the chapter's diagnosis of a training log (:func:`learned_nothing`,
+:func:`is_overfitting`, with :func:`class_shares`) and :func:`check_labels`, which rejects class
+labels outside ``[0, num_classes)`` before they reach a JAX loss (where they would give a silent
+NaN or a silently wrong value).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 #: Largest number of input channels for which :func:`conv_few_channels` uses shifted products.
@@ -164,19 +173,38 @@ def conv_few_channels(lhs: jax.Array, rhs: jax.Array, window_strides, padding, *
                                         precision=precision, **kwargs)
 
 
+def _check_size(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 class CNN(nnx.Module):
     """The chapter-03 network. ``__call__`` maps ``(N, 28, 28, C)`` float32 images to ``(N, 10)`` logits.
 
     Args:
         rngs: ``nnx.Rngs`` for parameter initialisation (Flax defaults: LeCun-normal kernels,
             zero biases).
-        in_channels: input channels (1 for MNIST).
-        num_classes: output logits.
-        dropout_rate: optional dropout before the last layer (0 = none, as in the article).
+        in_channels: input channels (1 for MNIST), a positive integer.
+        num_classes: output logits, a positive integer.
+        dropout_rate: dropout before the last layer, in ``[0, 1]`` (0 = none, as in the article;
+            1 drops everything: the logits are the last layer's bias, finite, with finite
+            gradients).
+
+    Raises:
+        ValueError: a size that is not a positive integer, or a dropout rate outside ``[0, 1]``
+            or NaN.
     """
 
     def __init__(self, rngs: nnx.Rngs, in_channels: int = 1, num_classes: int = 10,
                  dropout_rate: float = 0.0):
+        in_channels = _check_size("in_channels", in_channels)
+        num_classes = _check_size("num_classes", num_classes)
+        if isinstance(dropout_rate, bool) or not isinstance(dropout_rate, (int, float, np.floating,
+                                                                             np.integer)):
+            raise ValueError(f"dropout_rate must be a number in [0, 1], got {dropout_rate!r}")
+        if not 0.0 <= float(dropout_rate) <= 1.0:  # NaN fails both comparisons
+            raise ValueError(f"dropout_rate must be in [0, 1] (0 = no dropout), got {dropout_rate}")
         # conv1 sees few channels: shifted products (see conv_few_channels); same parameters.
         self.conv1 = nnx.Conv(in_channels, 32, (3, 3), padding="VALID", rngs=rngs,
                               conv_general_dilated=conv_few_channels)
@@ -185,9 +213,42 @@ class CNN(nnx.Module):
         self.dense1 = nnx.Linear(3 * 3 * 64, 64, rngs=rngs)
         self.dense2 = nnx.Linear(64, num_classes, rngs=rngs)
         # created last, so that the parameters are initialised exactly as without dropout
-        self.dropout = nnx.Dropout(dropout_rate, rngs=rngs)
+        self.dropout = nnx.Dropout(float(dropout_rate), rngs=rngs)
+
+    def _check_input(self, x: jax.Array) -> None:
+        """Shape and dtype checks (static, so they run once per compiled shape under ``jit``)."""
+        c_in = self.conv1.in_features
+        if x.ndim != 4:
+            raise ValueError(f"CNN expects a batch of images (N, H, W, {c_in}) (NHWC), got shape "
+                             f"{tuple(x.shape)}; add the batch axis with x[None] and the channel "
+                             "axis with x[..., None]")
+        if x.shape[-1] != c_in:
+            raise ValueError(f"CNN was built with in_channels={c_in} but the images have "
+                             f"{x.shape[-1]} channels (shape {tuple(x.shape)}, NHWC expected)")
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            raise ValueError(f"CNN expects float images scaled to [0, 1], got dtype {x.dtype}; "
+                             "convert with lmcourse.training.to_float_images (uint8 / 255)")
+        h, w = x.shape[1], x.shape[2]
+        sizes = []
+        for side in (h, w):
+            side = (side - 2) // 2          # conv1 (VALID 3x3), pool 1
+            side = (side - 2) // 2          # conv2, pool 2
+            sizes.append(side - 2)          # conv3
+        features = sizes[0] * sizes[1] * 64 if min(sizes) > 0 else 0
+        if features != self.dense1.in_features:
+            raise ValueError(
+                f"images of {h}x{w} give {max(sizes[0], 0)}x{max(sizes[1], 0)}x64 = {features} "
+                f"features after conv3, but dense1 expects {self.dense1.in_features} "
+                "(28x28 images give 3x3x64 = 576); resize the images or rebuild dense1")
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """Logits ``(N, num_classes)`` for float images ``(N, H, W, in_channels)`` in [0, 1].
+
+        Raises:
+            ValueError: not 4-D NHWC, the wrong number of channels, an integer dtype (unscaled
+                pixels), or a spatial size that does not give ``dense1``'s input size.
+        """
+        self._check_input(x)
         x = max_pool_2x2(nnx.relu(self.conv1(x)))
         x = max_pool_2x2(nnx.relu(self.conv2(x)))
         x = nnx.relu(self.conv3(x))
@@ -199,3 +260,147 @@ class CNN(nnx.Module):
 def count_params(model: nnx.Module) -> int:
     """Number of trainable scalars (``nnx.Param`` leaves) in ``model``."""
     return sum(int(jnp.size(p)) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+# --- labels, and the chapter's diagnosis of a training log ------------------------------------
+
+def check_labels(labels: np.ndarray | Sequence[int], num_classes: int) -> np.ndarray:
+    """Return ``labels`` as an int32 array after checking every label is a class id in range.
+
+    JAX does not raise on an out-of-range class id: ``optax.softmax_cross_entropy_with_integer_labels``
+    returns NaN for a label ``>= num_classes`` and a finite, wrong value for a negative one. Call this
+    once on the whole label array (concrete values, outside ``jit``) before training.
+
+    Args:
+        labels: ``(N,)`` integer class ids (any integer dtype; floats are rejected).
+        num_classes: number of classes K; valid labels are ``0 … K-1``.
+
+    Returns:
+        ``(N,)`` int32 array, the same labels.
+
+    Raises:
+        ValueError: ``num_classes`` not a positive integer, labels not 1-D, not integers, or
+            outside ``[0, num_classes - 1]`` (the message gives the first bad label and how many).
+    """
+    num_classes = _check_size("num_classes", num_classes)
+    y = np.asarray(labels)
+    if y.ndim != 1:
+        raise ValueError(f"labels must be a 1-D array of class ids, got shape {y.shape} "
+                         "(one-hot labels? use labels.argmax(-1))")
+    if y.size and not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"labels must be integer class ids, got dtype {y.dtype}")
+    bad = np.flatnonzero((y < 0) | (y >= num_classes))
+    if bad.size:
+        raise ValueError(
+            f"{bad.size} label(s) outside the valid range 0..{num_classes - 1}: first at index "
+            f"{bad[0]} is {y[bad[0]]}. Map the classes to 0..{num_classes - 1}, or build the model "
+            f"with num_classes={int(y.max()) + 1} if there really are more classes")
+    return y.astype(np.int32)
+
+
+def class_shares(labels: np.ndarray | Sequence[int], num_classes: int) -> np.ndarray:
+    """Fraction of ``labels`` in each class: ``(num_classes,)`` float64 summing to 1.
+
+    Raises:
+        ValueError: as :func:`check_labels`, or no labels at all.
+    """
+    y = check_labels(labels, num_classes)
+    if y.size == 0:
+        raise ValueError("class_shares needs at least one label")
+    return np.bincount(y, minlength=num_classes) / y.size
+
+
+def _check_shares(shares: np.ndarray | Sequence[float]) -> np.ndarray:
+    pi = np.asarray(shares, dtype=np.float64)
+    if pi.ndim != 1 or pi.size < 2:
+        raise ValueError(f"class shares must be a 1-D array of at least 2 classes, got {pi.shape}")
+    if not np.all(np.isfinite(pi)) or np.any(pi < 0) or not math.isclose(pi.sum(), 1.0,
+                                                                          abs_tol=1e-6):
+        raise ValueError(f"class shares must be finite, >= 0 and sum to 1, got {pi}")
+    return pi
+
+
+def _check_tolerance(name: str, value: float) -> float:
+    if not (isinstance(value, (int, float, np.floating)) and math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def learned_nothing(loss: float, accuracy: float, shares: np.ndarray | Sequence[float], *,
+                    loss_tol: float = 0.01, accuracy_tol: float = 0.01) -> bool:
+    """Whether a (loss, accuracy) pair is the signature of a model whose output ignores its input.
+
+    A prediction ``q`` that does not depend on the input has mean cross-entropy
+    :math:`-\\sum_k \\pi_k \\log q_k = H(\\pi) + \\mathrm{KL}(\\pi \\| q)` on labels with class
+    shares :math:`\\pi`: at least the entropy :math:`H(\\pi)` (reached at ``q = π``) and exactly
+    :math:`\\ln K` for the uniform ``q`` (the loss of a freshly initialised network). Its accuracy
+    is the share of the one class its argmax picks, at most :math:`\\max_k \\pi_k`. So the
+    criterion is both together:
+
+    ``H(π) - loss_tol <= loss <= ln K + loss_tol`` **and** ``accuracy <= max(π) + accuracy_tol``.
+
+    On balanced classes (π = 1/K) this is "loss ≈ ln K and accuracy at chance". A loss of ln K with
+    an accuracy far above chance is *not* this signature (and cannot come from a constant
+    prediction). Overfitting is a different diagnosis: see :func:`is_overfitting`.
+
+    Args:
+        loss: mean cross-entropy in nats (natural log), ``>= 0``.
+        accuracy: fraction correct in ``[0, 1]``.
+        shares: ``(K,)`` class shares of the labels the loss was measured on (:func:`class_shares`).
+        loss_tol, accuracy_tol: allowed slack, ``>= 0`` (rounding in a log, sampling noise).
+
+    Returns:
+        ``True`` when both conditions hold.
+
+    Raises:
+        ValueError: loss negative or not finite, accuracy outside ``[0, 1]`` or NaN, shares not a
+            distribution over at least 2 classes, a negative or non-finite tolerance.
+    """
+    pi = _check_shares(shares)
+    if not (math.isfinite(loss) and loss >= 0):
+        raise ValueError(f"loss must be a finite cross-entropy >= 0 (nats), got {loss}")
+    if not 0.0 <= accuracy <= 1.0:
+        raise ValueError(f"accuracy must be in [0, 1], got {accuracy}")
+    loss_tol = _check_tolerance("loss_tol", loss_tol)
+    accuracy_tol = _check_tolerance("accuracy_tol", accuracy_tol)
+    nonzero = pi[pi > 0]
+    entropy = float(-(nonzero * np.log(nonzero)).sum())
+    loss_flat = entropy - loss_tol <= loss <= math.log(pi.size) + loss_tol
+    at_chance = accuracy <= pi.max() + accuracy_tol
+    return bool(loss_flat and at_chance)
+
+
+def is_overfitting(train_losses: Sequence[float], val_losses: Sequence[float], *,
+                   rel_tol: float = 0.05) -> bool:
+    """Whether loss curves show overfitting: training loss falls while validation loss rises.
+
+    Let ``b`` be the epoch of the lowest validation loss. Overfitting means that after ``b`` the
+    validation loss has risen by more than ``rel_tol`` (relative) above that minimum while the
+    training loss has kept falling by more than ``rel_tol`` (relative) below its value at ``b``.
+    A gap between the two curves alone (validation loss above training loss) is not
+    overfitting; flat curves (a model that learned nothing) are not either.
+
+    Args:
+        train_losses, val_losses: per-epoch mean losses, same length ``>= 2``, finite, ``>= 0``.
+        rel_tol: relative change that counts as a rise or a fall, ``>= 0``.
+
+    Returns:
+        ``True`` when both curves moved as described.
+
+    Raises:
+        ValueError: curves of different lengths, shorter than 2, negative or not finite, or a
+            negative or non-finite ``rel_tol``.
+    """
+    train = np.asarray(train_losses, dtype=np.float64)
+    val = np.asarray(val_losses, dtype=np.float64)
+    if train.ndim != 1 or train.shape != val.shape or train.size < 2:
+        raise ValueError("train_losses and val_losses must be 1-D, of the same length >= 2; got "
+                         f"shapes {train.shape} and {val.shape}")
+    if not (np.all(np.isfinite(train)) and np.all(np.isfinite(val))
+            and train.min() >= 0 and val.min() >= 0):
+        raise ValueError("losses must be finite and >= 0")
+    rel_tol = _check_tolerance("rel_tol", rel_tol)
+    best = int(np.argmin(val))
+    val_rose = val[-1] > val[best] * (1 + rel_tol)
+    train_fell = train[-1] < train[best] * (1 - rel_tol)
+    return bool(best < val.size - 1 and val_rose and train_fell)
