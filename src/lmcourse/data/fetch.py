@@ -52,6 +52,18 @@ def cache_root() -> Path:
     return Path(__file__).resolve().parents[3] / "data"
 
 
+def display_path(path: str | Path) -> str:
+    """``path`` as printed in notebooks: relative to the data cache or the repository when inside
+    them (``data-cache/mnist``), else unchanged; committed outputs hold no machine's own paths."""
+    path = Path(path)
+    for base, label in ((cache_root(), "data-cache"), (Path(__file__).resolve().parents[3], ".")):
+        try:
+            return str(Path(label) / path.resolve().relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return str(path)
+
+
 def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     """Hex SHA-256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()

