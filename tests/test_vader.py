@@ -22,6 +22,7 @@ from lmcourse.data.vader import (
     CORPORA,
     EXPECTED_COUNTS,
     FILES,
+    VaderData,
     ensure_vader,
     load_splits,
     load_vader,
@@ -224,3 +225,72 @@ def test_vader_package_on_known_sentences():
     assert compound[0] > 0.5 and compound[1] < -0.3 and compound[2] == 0.0
     assert compound.dtype == np.float32 and np.all(np.abs(compound) <= 1)
     np.testing.assert_array_equal(polarity_labels(compound), [2, 0, 1])
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("score", [[0.0, np.nan], [np.inf], [1.5], [-1.01], [2.0]])
+def test_polarity_labels_rejects_bad_scores(score):
+    with pytest.raises(ValueError, match="NaN|normalised"):
+        polarity_labels(np.array(score))
+
+
+@pytest.mark.parametrize("threshold", [-0.01, 1.0, np.nan, True, "0.05"])
+def test_polarity_labels_rejects_bad_threshold(threshold):
+    with pytest.raises(ValueError, match="threshold"):
+        polarity_labels(np.array([0.5]), threshold=threshold)
+
+
+def test_polarity_labels_range_edges():
+    # the edges of the score range are valid; threshold 0 is the lower edge of its range
+    np.testing.assert_array_equal(polarity_labels(np.array([-1.0, 1.0])), [0, 2])
+    np.testing.assert_array_equal(polarity_labels(np.array([-1.0, 0.0, 1.0]), threshold=0.0), [0, 2, 2])
+    assert polarity_labels(np.array([], np.float32)).shape == (0,)
+
+
+def _tiny_data(n_per_corpus: int = 10):
+    """A small synthetic VaderData with every corpus present."""
+    keys, corpora, ratings, texts = [], [], [], []
+    for corpus in CORPORA:
+        for i in range(n_per_corpus):
+            keys.append(f"{corpus}:{i}")
+            corpora.append(corpus)
+            ratings.append((i % 9) - 4.0)
+            texts.append(f"sentence {i} of {corpus}")
+    text = np.empty(len(texts), dtype=object)
+    text[:] = texts
+    return VaderData(np.asarray(keys), np.asarray(corpora),
+                     np.asarray([CORPORA.index(c) for c in corpora], dtype=np.int32),
+                     np.asarray(ratings, dtype=np.float32), text, {})
+
+
+@pytest.mark.parametrize("kwargs", [{"val_fraction": -0.1}, {"val_fraction": 1.0},
+                                    {"val_fraction": float("nan")}, {"seed": -1}, {"seed": 1.5}])
+def test_make_splits_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        make_splits(_tiny_data(), **kwargs)
+
+
+def test_make_splits_val_fraction_zero_is_valid():
+    s = make_splits(_tiny_data(), val_fraction=0.0)
+    for c in CORPORA:
+        assert s[c]["val"] == [] and len(s[c]["train"]) == 5 and len(s[c]["test"]) == 5
+
+
+def test_unknown_corpus_is_rejected():
+    data = _tiny_data()
+    assert len(data.where("nyt")) == 10
+    with pytest.raises(ValueError, match="unknown corpus 'twitter'"):
+        data.where("twitter")
+
+
+@pytest.mark.parametrize("texts,match", [([], "no texts"), ("one string", "not one string"),
+                                         (["ok", None], r"texts\[1\]")])
+def test_vader_compound_rejects_bad_texts(texts, match):
+    with pytest.raises(ValueError, match=match):
+        vader_compound(texts)
+
+
+def test_parse_rejects_decoded_text():
+    with pytest.raises(ValueError, match="bytes"):
+        parse_ground_truth("1\t1.0\ttext\n", "x")

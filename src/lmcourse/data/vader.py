@@ -228,7 +228,12 @@ def parse_ground_truth(raw: bytes, corpus: str) -> tuple[list[str], np.ndarray, 
     Returns:
         ``(ids, ratings, texts, report)``: ids as strings, ratings float32 ``(n,)`` in [-4, 4],
         texts, and a :class:`ParseReport` counting every odd line (nothing is dropped silently).
+
+    Raises:
+        ValueError: ``raw`` is not bytes (read the file with ``read_bytes()``).
     """
+    if not isinstance(raw, (bytes, bytearray)):
+        raise ValueError(f"raw must be the file's bytes (Path.read_bytes()), got {type(raw).__name__}")
     report = ParseReport(corpus)
     ids: list[str] = []
     ratings: list[float] = []
@@ -299,7 +304,13 @@ class VaderData:
         return polarity_labels(self.rating / RATING_MAX)
 
     def where(self, corpus: str) -> np.ndarray:
-        """Row indices ``(m,)`` of one corpus, in file order."""
+        """Row indices ``(m,)`` of one corpus, in file order.
+
+        Raises:
+            ValueError: ``corpus`` is not one of :data:`CORPORA` (no silent empty selection).
+        """
+        if corpus not in CORPORA:
+            raise ValueError(f"unknown corpus {corpus!r}; use one of {', '.join(CORPORA)}")
         return np.flatnonzero(self.corpus == corpus)
 
 
@@ -346,12 +357,29 @@ def polarity_labels(score: np.ndarray, threshold: float = POLARITY_THRESHOLD) ->
 
     Args:
         score: ``(n,)`` floats in [-1, 1] (rating / 4, or VADER's compound score).
-        threshold: 0.05 in the paper.
+        threshold: 0.05 in the paper; any finite value in [0, 1).
 
     Returns:
         ``(n,)`` int32: 0 negative (score ≤ -threshold), 1 neutral, 2 positive (score ≥ threshold).
+
+    Raises:
+        ValueError: a score is NaN, infinite or outside [-1, 1] (a NaN would silently become
+            "neutral"; a rating not divided by 4 would be out of range), or a bad ``threshold``.
     """
+    try:
+        t = float(threshold)
+    except (TypeError, ValueError):
+        t = math.nan
+    if isinstance(threshold, (bool, str, bytes)) or not 0.0 <= t < 1.0:
+        raise ValueError(f"threshold must be a number in [0, 1), got {threshold!r}")
     s = np.asarray(score, dtype=np.float64)
+    if not np.all(np.isfinite(s)):
+        raise ValueError(f"score contains {int((~np.isfinite(s)).sum())} NaN or infinite value(s); "
+                         "a NaN has no polarity")
+    if s.size and np.abs(s).max() > 1.0:
+        raise ValueError(f"scores must be normalised to [-1, 1] (a mean rating divided by "
+                         f"{RATING_MAX:g}, or VADER's compound score); max |score| is "
+                         f"{float(np.abs(s).max()):.3g}")
     return np.where(s >= threshold, 2, np.where(s <= -threshold, 0, 1)).astype(np.int32)
 
 
@@ -364,9 +392,17 @@ def make_splits(data: VaderData, seed: int = 0, val_fraction: float = 0.2) -> di
 
     Returns:
         corpus → ``{"train", "val", "test"}`` → list of keys (``"corpus:id"``), disjoint.
+
+    Raises:
+        ValueError: ``seed`` not an integer ≥ 0, ``val_fraction`` not in [0, 1) (NaN included),
+            or ``data`` has no sentences.
     """
-    if not 0.0 <= val_fraction < 1.0:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer ≥ 0, got {seed!r}")
+    if isinstance(val_fraction, bool) or not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if len(data) == 0:
+        raise ValueError("data holds no sentences")
     splits = {}
     for i, corpus in enumerate(CORPORA):
         keys = data.key[data.where(corpus)]
@@ -392,6 +428,7 @@ def load_splits(data: VaderData, seed: int = 0, val_fraction: float = 0.2,
 
     Raises:
         DataError: the saved split does not match the data.
+        ValueError: bad ``seed`` or ``val_fraction`` (see :func:`make_splits`).
     """
     folder = (root or cache_root()) / VADER.name
     path = folder / f"splits_seed{seed}_val{val_fraction:g}.json"
@@ -419,14 +456,27 @@ def load_splits(data: VaderData, seed: int = 0, val_fraction: float = 0.2,
 # the VADER baseline
 # ----------------------------------------------------------------------------------------------
 def vader_compound(texts) -> np.ndarray:
-    """VADER's compound score in [-1, 1] of each text, from the ``vaderSentiment`` package.
+    """VADER's compound score in [-1, 1] of each text, from the ``vaderSentiment`` package
+    (Hutto & Gilbert 2014, section 3; ``SentimentIntensityAnalyzer.polarity_scores``).
+
+    Args:
+        texts: a non-empty sequence of strings.
 
     Returns:
         float32 ``(n,)``.
 
     Raises:
+        ValueError: ``texts`` is empty, a single string (pass a list), or holds a non-string.
         ImportError: with the install line if the package is missing.
     """
+    if isinstance(texts, (str, bytes)):
+        raise ValueError("texts must be a sequence of strings, not one string: use [text]")
+    texts = list(texts)
+    if not texts:
+        raise ValueError("vader_compound got no texts; pass at least one sentence")
+    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise ValueError(f"texts[{bad}] is {type(texts[bad]).__name__}, not str")
     try:
         from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
     except ImportError as exc:  # pragma: no cover
