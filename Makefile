@@ -1,12 +1,16 @@
 # The course's two commands (see README.md):
 #   make course   set up, execute every notebook on real data, write build/ (HTML + report)
 #   make test     set up, run the unit tests, then every notebook under nbval
+#   make data     fetch every dataset the chapters need into data/, verify every SHA-256
+#                 (workshops: then `python -m lmcourse.data pack course-data.tar`; see data/README.md)
+#   make lab      JupyterLab on notebooks/ (as root it adds --allow-root); extra flags in ARGS,
+#                 e.g. make lab ARGS="--no-browser --port 8899"
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: course test install offline-data lab lint benchmark clean
+.PHONY: course test test-offline install offline-data data lab lint benchmark clean
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed"'
@@ -35,8 +39,22 @@ test: install
 	$(BIN)/python -m pytest tests
 	$(BIN)/python -m pytest --nbval-lax notebooks
 
+# `make test` with LMCOURSE_OFFLINE=1 in a network namespace without network (after `make data`);
+# prints SKIP where `unshare -n` is not permitted. A subset: tools/offline_check.sh tests/test_vader.py
+test-offline: install
+	PY=$(BIN)/python tools/offline_check.sh tests
+	PY=$(BIN)/python tools/offline_check.sh --nbval-lax notebooks
+
+# Everything every chapter needs, fetched once and verified (run it online; then run offline).
+data: install
+	$(BIN)/python -m lmcourse.data fetch
+	$(BIN)/python -m lmcourse.data verify
+
+# Jupyter refuses to run as root without --allow-root (containers, cloud machines).
+ARGS ?=
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: install
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab notebooks $(ROOT_FLAG) $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -76,6 +76,26 @@ def save_results(path: Path, scale: str, seconds: float, results: dict) -> Path:
     return out
 
 
+def first_error(nb: nbformat.NotebookNode, exc: CellExecutionError) -> str:
+    """The one error that stopped a notebook: ``cell N: Name: message``, message first.
+
+    nbclient stops at the first failing cell (``allow_errors`` is off), so no later cell runs and
+    no follow-on ``NameError`` is reported; this names that cell (1-based, code and markdown
+    cells counted, as JupyterLab shows them) and its exception's own message, up to 12 lines.
+    """
+    cell = next((i for i, c in enumerate(nb.cells, start=1) if c.cell_type == "code"
+                 and any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
+    ename = getattr(exc, "ename", "") or type(exc).__name__
+    evalue = _ANSI.sub("", getattr(exc, "evalue", "") or "").strip()
+    if not evalue:      # an unusual CellExecutionError: fall back to the end of its text
+        lines = [line for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()
+                 and "IPKernelApp" not in line]
+        evalue = " | ".join(lines[-3:]) if lines else repr(exc)
+    lines = [line.rstrip() for line in evalue.splitlines() if line.strip()]
+    message = "\n    ".join(lines[:12]) + ("\n    …" if len(lines) > 12 else "")
+    return f"{'cell ' + str(cell) + ': ' if cell else ''}{ename}: {message}"
+
+
 def execute(path: Path, timeout: int) -> tuple[nbformat.NotebookNode, float, dict, str | None]:
     """Run one notebook in its own kernel; return it executed, seconds, results, error text."""
     nb = nbformat.read(path, as_version=4)
@@ -89,9 +109,7 @@ def execute(path: Path, timeout: int) -> tuple[nbformat.NotebookNode, float, dic
         try:
             client.execute()
         except CellExecutionError as exc:
-            lines = [line for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()
-                     and "IPKernelApp" not in line]
-            error = " | ".join(lines[-3:]) if lines else repr(exc)
+            error = first_error(nb, exc)
         except CellTimeoutError:
             error = f"a cell ran longer than --timeout {timeout} s (raise it for full scale on a CPU)"
         except DeadKernelError as exc:
@@ -116,7 +134,7 @@ def write_report(rows: list[dict]) -> None:
             f"{k}: {v['value']:.4g} {v['unit']}".strip() if isinstance(v["value"], float)
             else f"{k}: {v['value']} {v['unit']}".strip()
             for k, v in res.items())
-        status = "ok" if row["error"] is None else f"FAILED: {row['error']}"
+        status = "ok" if row["error"] is None else f"FAILED: {' | '.join(row['error'].split(chr(10)))}"
         lines.append(f"| [{row['notebook']}]({row['html']}) | {status} | {row['seconds']:.1f} "
                      f"| {scale} | {device} | {keys} |")
     (BUILD / "report.md").write_text("\n".join(lines) + "\n")
