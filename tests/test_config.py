@@ -184,3 +184,137 @@ def test_invalid_scale_message_points_at_the_measured_run_times():
     message = str(info.value)
     assert "README" in message and "measured run time" in message
     assert "~2 min" not in message
+
+
+# --- full scale on a CPU: one warning with the expected run time -----------------------------
+
+def _runtime(scale="full", backend="cpu"):
+    return config.Runtime(scale=scale, backend=backend, devices=(f"{backend}:0 ({backend})",),
+                          jax_version="0", flax_version="0", optax_version="0",
+                          python_version="3", cpu_count=2)
+
+
+def _log(path, seconds, device="cpu:0 (cpu)"):
+    path.write_text(json.dumps({"seconds": seconds, "device": device, "machine": "x86_64, 2 CPU cores"}))
+
+
+def test_expected_full_minutes_measured_estimated_or_unknown(tmp_path):
+    _log(tmp_path / "03_cnn.full.json", 1200.0)
+    _log(tmp_path / "03_cnn.quick.json", 100.0)
+    _log(tmp_path / "04_over.quick.json", 120.0)
+    minutes, basis = config.expected_full_minutes("03 A CNN", tmp_path)
+    assert minutes == pytest.approx(20.0) and basis.startswith("measured: 03_cnn.full.json")
+    minutes, basis = config.expected_full_minutes("04 Overfitting", tmp_path)
+    assert minutes == pytest.approx(120.0 * config.FULL_OVER_QUICK_ESTIMATE / 60)
+    assert basis.startswith("an estimate") and "04_over.quick.json" in basis
+    assert config.expected_full_minutes("07 Missing", tmp_path) is None
+
+
+def test_expected_full_minutes_from_the_committed_logs():
+    log = json.loads((config.RESULTS_DIR / "03_cnn_jit.full.json").read_text())
+    minutes, basis = config.expected_full_minutes("03 A CNN in Flax with jit")
+    assert minutes == pytest.approx(log["seconds"] / 60) and "measured" in basis
+
+
+def test_setup_notebook_warns_once_for_full_scale_on_cpu(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(report.RESULTS_ENV, raising=False)
+    monkeypatch.setattr(config, "describe_runtime", lambda: _runtime("full", "cpu"))
+    _log(tmp_path / "03_cnn.full.json", 1500.0)
+    monkeypatch.setattr(config, "RESULTS_DIR", tmp_path)
+    with pytest.warns(config.FullScaleOnCpuWarning) as record:
+        config.setup_notebook("03 A CNN")
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert "about 25 min" in message and "measured: 03_cnn.full.json" in message
+    assert f"{SCALE_ENV}=quick" in message
+    assert capsys.readouterr().out.startswith("[03 A CNN] ")
+
+
+@pytest.mark.parametrize(("scale", "backend"), [("quick", "cpu"), ("full", "gpu"), ("quick", "gpu")])
+def test_no_warning_when_the_scale_fits(scale, backend, monkeypatch, recwarn):
+    monkeypatch.delenv(report.RESULTS_ENV, raising=False)
+    monkeypatch.setattr(config, "describe_runtime", lambda: _runtime(scale, backend))
+    config.setup_notebook("03 A CNN")
+    assert not [w for w in recwarn if issubclass(w.category, config.FullScaleOnCpuWarning)]
+
+
+def test_full_scale_warning_without_any_log(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "RESULTS_DIR", tmp_path)
+    with pytest.warns(config.FullScaleOnCpuWarning, match="no run time is recorded"):
+        assert config.warn_full_scale_on_cpu("11 New", _runtime())
+
+
+# --- JAX_PLATFORMS=cuda without a CUDA jaxlib --------------------------------------------------
+
+def test_gpu_requested_but_missing_gives_the_course_message(monkeypatch):
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda")
+    monkeypatch.setattr(config, "_cuda_plugin", lambda: None)
+
+    def jax_fails():
+        raise AssertionError  # what jax 0.10.2 raises when the cuda backend cannot start
+
+    with pytest.raises(RuntimeError) as info:
+        config.jax_call(jax_fails)
+    message = str(info.value)
+    assert "pip install -r requirements-gpu.txt" in message and "no CUDA support" in message
+    assert "unset JAX_PLATFORMS" in message and "AssertionError" in message
+
+
+def test_other_backend_errors_pass_through(monkeypatch):
+    monkeypatch.delenv("JAX_PLATFORMS", raising=False)
+
+    def jax_fails():
+        raise ValueError("something else")
+
+    with pytest.raises(ValueError, match="something else"):
+        config.jax_call(jax_fails)
+
+
+def test_jax_platforms_cuda_on_this_machine(tmp_path):
+    """In a fresh interpreter: JAX_PLATFORMS=cuda, and the real jax, give the course message."""
+    import os
+    import subprocess
+    import sys
+
+    if config._cuda_plugin() is not None:
+        pytest.skip("a CUDA plugin is installed here; the message path needs a CPU-only jaxlib")
+    env = {**os.environ, "JAX_PLATFORMS": "cuda"}
+    result = subprocess.run([sys.executable, "-c", "from lmcourse.config import describe_runtime; "
+                             "describe_runtime()"], env=env, capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "RuntimeError: JAX_PLATFORMS='cuda' asks for a GPU" in result.stderr
+    assert "requirements-gpu.txt" in result.stderr
+
+
+# --- setup_notebook(needs=...) -----------------------------------------------------------------
+
+@pytest.fixture
+def fake_catalog(monkeypatch):
+    import sys
+    import types
+
+    calls = []
+    module = types.ModuleType("lmcourse.data.catalog")
+    module.require = lambda names: calls.append(list(names))
+    monkeypatch.setitem(sys.modules, "lmcourse.data.catalog", module)
+    monkeypatch.delenv(report.RESULTS_ENV, raising=False)
+    monkeypatch.setattr(config, "describe_runtime", lambda: _runtime("quick", "cpu"))
+    return calls
+
+
+def test_setup_notebook_requires_the_needed_data_after_the_runtime_line(fake_catalog, capsys):
+    config.setup_notebook("06 NLP", needs=("vader", "minilm"))
+    assert fake_catalog == [["vader", "minilm"]]
+    assert capsys.readouterr().out.startswith("[06 NLP] scale=quick")
+
+
+def test_setup_notebook_without_needs_requires_nothing(fake_catalog):
+    assert config.setup_notebook("00 Setup").scale == "quick"
+    assert fake_catalog == []
+
+
+def test_setup_notebook_rejects_a_single_string(fake_catalog):
+    with pytest.raises(ValueError, match=r"needs=\['mnist'\]"):
+        config.setup_notebook("03", needs="mnist")
+    assert fake_catalog == []

