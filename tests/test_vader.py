@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lmcourse.baselines import vader_compound
 from lmcourse.data.fetch import OFFLINE_ENV, DataError, DatasetUnavailableError, sha256_file
 from lmcourse.data.registry import REGISTRY, VADER
 from lmcourse.data.vader import (
@@ -29,7 +30,6 @@ from lmcourse.data.vader import (
     make_splits,
     parse_ground_truth,
     polarity_labels,
-    vader_compound,
 )
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -284,11 +284,16 @@ def test_unknown_corpus_is_rejected():
         data.where("twitter")
 
 
-@pytest.mark.parametrize("texts,match", [([], "no texts"), ("one string", "not one string"),
+@pytest.mark.parametrize("texts,match", [("one string", "not one string"),
                                          (["ok", None], r"texts\[1\]")])
 def test_vader_compound_rejects_bad_texts(texts, match):
     with pytest.raises(ValueError, match=match):
         vader_compound(texts)
+
+
+def test_vader_compound_of_no_texts_is_empty_like_encode():
+    scores = vader_compound([])
+    assert scores.shape == (0,) and scores.dtype == np.float32
 
 
 def test_parse_rejects_decoded_text():

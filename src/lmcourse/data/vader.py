@@ -358,36 +358,3 @@ def load_splits(data: VaderData, seed: int = 0, val_fraction: float = 0.2,
     row = {k: i for i, k in enumerate(data.key)}
     return {c: {part: np.asarray([row[k] for k in keys], dtype=np.int64) for part, keys in parts.items()}
             for c, parts in fresh.items()}
-
-
-# ----------------------------------------------------------------------------------------------
-# the VADER baseline
-# ----------------------------------------------------------------------------------------------
-def vader_compound(texts) -> np.ndarray:
-    """VADER's compound score in [-1, 1] of each text, from the ``vaderSentiment`` package
-    (Hutto & Gilbert 2014, section 3; ``SentimentIntensityAnalyzer.polarity_scores``).
-
-    Args:
-        texts: a non-empty sequence of strings.
-
-    Returns:
-        float32 ``(n,)``.
-
-    Raises:
-        ValueError: ``texts`` is empty, a single string (pass a list), or holds a non-string.
-        ImportError: with the install line if the package is missing.
-    """
-    if isinstance(texts, (str, bytes)):
-        raise ValueError("texts must be a sequence of strings, not one string: use [text]")
-    texts = list(texts)
-    if not texts:
-        raise ValueError("vader_compound got no texts; pass at least one sentence")
-    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
-    if bad is not None:
-        raise ValueError(f"texts[{bad}] is {type(texts[bad]).__name__}, not str")
-    try:
-        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-    except ImportError as exc:  # pragma: no cover
-        raise ImportError("the VADER baseline needs `pip install vaderSentiment==3.3.2`") from exc
-    analyzer = SentimentIntensityAnalyzer()
-    return np.asarray([analyzer.polarity_scores(t)["compound"] for t in texts], dtype=np.float32)
