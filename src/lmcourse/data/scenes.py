@@ -225,7 +225,7 @@ def make_scenes(images: np.ndarray, labels: np.ndarray, n_scenes: int, *, canvas
 
 
 def make_scene_splits(dataset: str = "mnist", n_train: int = 2000, n_val: int = 200,
-                      n_test: int = 500, n_val_sources: int = 10_000, seed: int = 0,
+                      n_test: int = 500, n_val_sources: int | None = None, seed: int = 0,
                       data: ImageData | None = None, **scene_kwargs
                       ) -> tuple[Scenes, Scenes, Scenes]:
     """Train, validation and test scenes built from disjoint real images.
@@ -235,10 +235,16 @@ def make_scene_splits(dataset: str = "mnist", n_train: int = 2000, n_val: int = 
     official 10,000-image test set. ``source_index`` of each split indexes the *official* split
     (train or test), so disjointness can be checked directly.
 
+    On the 5,000-digit MNIST subset (``data.is_subset``: 4,000 training and 1,000 test digits)
+    the same construction applies to those digits; the default ``n_val_sources`` is a sixth of
+    the training digits (10,000 of 60,000; 666 of the subset's 4,000), and source digits are
+    reused more often across scenes (:func:`make_scenes` cycles through them).
+
     Args:
         dataset: ``"mnist"`` or ``"fashion_mnist"`` (loaded with :mod:`lmcourse.data.images`).
         n_train, n_val, n_test: number of scenes per split.
-        n_val_sources: official training images reserved for validation scenes.
+        n_val_sources: official training images reserved for validation scenes (default
+            ``len(data.x_train) // 6``: 10,000 on full MNIST).
         seed: seeds the source split and the three scene generators (seed, seed+1, seed+2).
         data: an already loaded :class:`ImageData` (skips loading).
         **scene_kwargs: passed to :func:`make_scenes` (canvas_size, max_iou, ...).
@@ -247,8 +253,9 @@ def make_scene_splits(dataset: str = "mnist", n_train: int = 2000, n_val: int = 
         ``(train, val, test)`` :class:`Scenes`.
 
     Raises:
-        ValueError: unknown dataset; ``n_val_sources`` not smaller than the training set; a
-            number of scenes that is not an integer ≥ 1.
+        ValueError: unknown dataset; ``n_val_sources`` not in ``(0, len(data.x_train))`` (the
+            message says when the data is the MNIST subset and what to do); a number of scenes
+            that is not an integer ≥ 1.
     """
     for name, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
         if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
@@ -259,8 +266,18 @@ def make_scene_splits(dataset: str = "mnist", n_train: int = 2000, n_val: int = 
             raise ValueError(f"dataset must be 'mnist' or 'fashion_mnist', got {dataset!r}")
         data = loaders[dataset]()
     n_official = len(data.x_train)
-    if not 0 < n_val_sources < n_official:
-        raise ValueError(f"n_val_sources must be in (0, {n_official}), got {n_val_sources}")
+    if n_val_sources is None:
+        n_val_sources = n_official // 6
+    if isinstance(n_val_sources, bool) or not isinstance(n_val_sources, int | np.integer) \
+            or not 0 < n_val_sources < n_official:
+        hint = ""
+        if getattr(data, "is_subset", False):
+            hint = (f"; the data is the 5,000-digit MNIST SUBSET ({n_official:,} training digits, "
+                    f"not 60,000): pass a smaller n_val_sources (or None for a sixth, "
+                    f"{n_official // 6:,}), or get full MNIST (unset LMCOURSE_MNIST_SUBSET, or "
+                    "let load_mnist download it)")
+        raise ValueError(f"n_val_sources must be an integer in (0, {n_official}), "
+                         f"got {n_val_sources!r}{hint}")
     perm = np.random.default_rng(seed).permutation(n_official)
     train_idx, val_idx = perm[n_val_sources:], perm[:n_val_sources]
     names = data.class_names
