@@ -102,6 +102,7 @@ def execute(path: Path, timeout: int) -> tuple[nbformat.NotebookNode, float, dic
     with tempfile.TemporaryDirectory() as tmp:
         results_file = Path(tmp) / "results.json"
         os.environ["LMCOURSE_RESULTS"] = str(results_file)
+        os.environ["LMCOURSE_PROGRESS"] = "0"   # batch run: summary lines only, no widget state saved
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                 resources={"metadata": {"path": str(NOTEBOOKS)}})
         start = time.perf_counter()

@@ -37,6 +37,7 @@ import functools
 import hashlib
 import math
 import operator
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ from flax import nnx
 from lmcourse.compat import apply_gradients, make_optimizer
 from lmcourse.metrics import pearson_r, precision_recall_f1
 from lmcourse.models.bert import Bert, BertConfig, mean_pool
+from lmcourse.progress import progress as progress_bar
 
 N_POLARITY, N_DOMAIN = 3, 4
 N_CLASSES = {"polarity": N_POLARITY, "domain": N_DOMAIN}
@@ -643,13 +645,16 @@ def _encoder_step(model, optimizer, ids, mask, targets, weights):
 def train_encoder(model: EncoderWithHeads, ids: np.ndarray, mask: np.ndarray,
                   targets: dict[str, np.ndarray], *, steps: int, batch_size: int = 32,
                   learning_rate: float = 5e-5, weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
-                  weight_decay: float = 0.01, seed: int = 0, log_every: int = 0) -> list[float]:
+                  weight_decay: float = 0.01, seed: int = 0, log_every: int = 0,
+                  progress: bool = True) -> list[float]:
     """Train encoder and heads together (in place) for ``steps`` steps of AdamW + warm-up.
 
     Args:
         ids, mask: int32 ``(n, L)`` from :func:`tokenize_all`; ids in the encoder's vocabulary.
         targets: as in :func:`joint_loss`, length ``n``.
         batch_size: if ``n < batch_size``, batches are drawn with replacement.
+        progress: a progress bar (examples/s, tokens/s, ETA, mean loss of the last 20 steps;
+            see :mod:`lmcourse.progress`) and one summary line; False: silent.
 
     Returns:
         the loss of each step.
@@ -667,6 +672,17 @@ def train_encoder(model: EncoderWithHeads, ids: np.ndarray, mask: np.ndarray,
     optimizer = make_optimizer(model, adamw_warmup(learning_rate, steps, weight_decay=weight_decay))
     losses: list[float] = []
     queue: list[np.ndarray] = []
+    with progress_bar(total=steps * batch_size, desc="train encoder", unit="examples",
+                      enabled=progress) as bar:
+        _encoder_loop(model, optimizer, ids, mask, targets, weights, losses, queue, bar, rng,
+                      steps=steps, batch_size=batch_size, log_every=log_every)
+    return losses
+
+
+def _encoder_loop(model, optimizer, ids, mask, targets, weights, losses, queue, bar, rng, *,
+                  steps: int, batch_size: int, log_every: int) -> None:
+    """The steps of :func:`train_encoder` (arguments checked); appends to ``losses``."""
+    tokens, start = 0, time.perf_counter()
     while len(losses) < steps:
         if not queue:
             queue = (length_batches(mask, batch_size, rng) if len(mask) >= batch_size
@@ -676,9 +692,11 @@ def train_encoder(model: EncoderWithHeads, ids: np.ndarray, mask: np.ndarray,
         batch = {k: jnp.asarray(v[idx]) for k, v in targets.items()}
         losses.append(float(_encoder_step(model, optimizer, jnp.asarray(bi), jnp.asarray(bm),
                                           batch, weights)))
+        tokens += int(bm.sum())
+        bar.update(len(idx), loss=float(np.mean(losses[-20:])),
+                   tok_per_s=tokens / max(time.perf_counter() - start, 1e-9))
         if log_every and len(losses) % log_every == 0:
             print(f"  step {len(losses)}/{steps}: loss {np.mean(losses[-log_every:]):.4f}", flush=True)
-    return losses
 
 
 @nnx.jit
@@ -692,9 +710,10 @@ def _features(model, ids, mask):
 
 
 def predict_encoder(model: EncoderWithHeads, ids: np.ndarray, mask: np.ndarray,
-                    batch_size: int = 128, features_only: bool = False):
+                    batch_size: int = 128, features_only: bool = False, progress: bool = True):
     """Outputs (dict as :class:`MultiTaskHeads`) or, with ``features_only``, mean-pooled features
     ``(n, d)`` float32, computed in length-sorted batches and returned in input order.
+    ``progress``: with more than one batch, a bar (examples/s, ETA) and one summary line.
 
     Raises:
         ValueError: ids/mask empty or mismatched, an id outside the vocabulary, ``batch_size < 1``.
@@ -703,6 +722,8 @@ def predict_encoder(model: EncoderWithHeads, ids: np.ndarray, mask: np.ndarray,
     batch_size = _int("batch_size", batch_size)
     order = np.argsort(mask.sum(axis=1), kind="stable")
     chunks = []
+    bar = progress_bar(total=len(order), desc="predict", unit="examples",
+                       enabled=progress and len(order) > batch_size)
     for s in range(0, len(order), batch_size):
         idx = order[s:s + batch_size]
         bi, bm = _cut(ids[idx], mask[idx])
@@ -713,6 +734,8 @@ def predict_encoder(model: EncoderWithHeads, ids: np.ndarray, mask: np.ndarray,
         out = jax.device_get(fn(model, jnp.asarray(bi), jnp.asarray(bm)))
         keep = len(idx)
         chunks.append(jax.tree.map(lambda a, keep=keep: a[:keep], out))
+        bar.update(keep)
+    bar.close()
     inverse = np.argsort(order)
     return jax.tree.map(lambda *a: np.concatenate(a)[inverse], *chunks)
 

@@ -32,6 +32,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from lmcourse.metrics import ndcg_at_k, precision_at_k, recall_at_k, root_mean_squared_error
+from lmcourse.progress import progress as progress_bar
 
 #: The two ways of weighting the L2 penalty of matrix factorisation (see :func:`mf_loss`).
 PENALTIES = ("per_rating", "per_parameter")
@@ -385,7 +386,7 @@ def _compiled_epoch(n_users: int, n_movies: int, k: int, n_batches: int, batch_s
 def train_mf(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int, *, k: int = 32,
              lam: float = 0.05, penalty: str = "per_rating", learning_rate: float = 0.01,
              epochs: int = 10, batch_size: int = 4096, init_scale: float = 0.1, seed: int = 0,
-             eval_fn: Any = None) -> tuple[dict, dict[str, Any]]:
+             eval_fn: Any = None, progress: bool = True) -> tuple[dict, dict[str, Any]]:
     """Train biased matrix factorisation by mini-batch Adam (Optax), one compiled epoch at a time.
 
     Minimises :func:`mf_loss` (``penalty`` selects where λ sits), estimated on each batch by
@@ -410,6 +411,8 @@ def train_mf(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int, *,
         seed: seed for the factors and the batch order.
         eval_fn: if set, ``eval_fn(params)`` (e.g. a validation RMSE) is recorded after every
             epoch (outside the timed part).
+        progress: a progress bar (ratings/s, ETA, last epoch's loss and evaluation; see
+            :mod:`lmcourse.progress`) and one summary line; False: silent.
 
     Returns:
         ``(params, history)``: NumPy parameter dict (see :func:`mf_predict`) and
@@ -467,16 +470,21 @@ def train_mf(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int, *,
 
     history: dict[str, Any] = {"loss": [], "epoch": [], "eval": [],
                                "compile_s": 0.0 if reused else compile_s, "train_s": 0.0}
-    for e in range(epochs):
-        batches = epoch_batches()
-        t0 = time.perf_counter()
-        params, opt_state, losses = compiled(params, opt_state, lam32, *batches)
-        losses = np.asarray(losses)                           # waits for the epoch to finish
-        history["train_s"] += time.perf_counter() - t0
-        history["loss"].extend(losses.tolist())
-        if eval_fn is not None:
-            history["epoch"].append(e + 1)
-            history["eval"].append(float(eval_fn(params)))
+    bar = progress_bar(total=epochs * n_batches * batch_size, desc="train MF", unit="ratings",
+                       enabled=progress)
+    with bar:
+        for e in range(epochs):
+            batches = epoch_batches()
+            t0 = time.perf_counter()
+            params, opt_state, losses = compiled(params, opt_state, lam32, *batches)
+            losses = np.asarray(losses)                           # waits for the epoch to finish
+            history["train_s"] += time.perf_counter() - t0
+            history["loss"].extend(losses.tolist())
+            bar.update(n_batches * batch_size, loss=float(losses.mean()))
+            if eval_fn is not None:
+                history["epoch"].append(e + 1)
+                history["eval"].append(float(eval_fn(params)))
+                bar.set(eval=history["eval"][-1])
     return {name: np.asarray(v) for name, v in params.items()}, history
 
 
@@ -563,7 +571,7 @@ def train_neumf(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int,
                 dim: int = 16, hidden: tuple[int, ...] = (32, 16), epochs: int = 8,
                 batch_size: int = 1024, lr: float = 3e-3, weight_decay: float = 1e-4,
                 l2: float = 0.1, init_biases: Biases | None = None, seed: int = 0,
-                eval_fn: Any = None) -> tuple[Any, float, list[float]]:
+                eval_fn: Any = None, progress: bool = True) -> tuple[Any, float, list[float]]:
     r"""Train :class:`NeuMF` on ratings with AdamW and mini-batches (jitted NNX step).
 
     Loss per batch: mean over the batch of :math:`(r - \mu - f(u, i))^2 + l_2\,\|e_{ui}\|^2`,
@@ -579,6 +587,8 @@ def train_neumf(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int,
             weight_decay, l2: penalties (≥ 0); seed: initialisation and batch order.
         eval_fn: if set, ``eval_fn(model, mu)`` is called after every epoch (e.g. to record a
             validation RMSE per epoch); its return value is ignored.
+        progress: a progress bar (ratings/s, ETA, last epoch's loss) and one summary line;
+            False: silent.
 
     Returns:
         ``(model, mu, epoch_losses)``; predict with :func:`neumf_predict`.
@@ -633,15 +643,20 @@ def train_neumf(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int,
     rng = np.random.default_rng(seed)
     n_batches = n // batch_size
     losses = []
-    for _ in range(epochs):
-        perm = rng.permutation(n)[: n_batches * batch_size].reshape(n_batches, batch_size)
-        total = 0.0
-        for idx in perm:
-            total += float(step(model, optimizer, jnp.asarray(user[idx]), jnp.asarray(movie[idx]),
-                                jnp.asarray(rating[idx])))
-        losses.append(total / n_batches)
-        if eval_fn is not None:
-            eval_fn(model, mu)
+    bar = progress_bar(total=epochs * n_batches * batch_size, desc="train NeuMF", unit="ratings",
+                       enabled=progress)
+    with bar:
+        for _ in range(epochs):
+            perm = rng.permutation(n)[: n_batches * batch_size].reshape(n_batches, batch_size)
+            total = 0.0
+            for idx in perm:
+                total += float(step(model, optimizer, jnp.asarray(user[idx]),
+                                    jnp.asarray(movie[idx]), jnp.asarray(rating[idx])))
+                bar.update(batch_size)
+            losses.append(total / n_batches)
+            bar.set(loss=losses[-1])
+            if eval_fn is not None:
+                eval_fn(model, mu)
     return model, mu, losses
 
 

@@ -24,6 +24,7 @@ ids once with :func:`validate_inputs` (a cheap NumPy check).
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from lmcourse.models.attention import (
     check_positive_int,
     padding_mask,
 )
+from lmcourse.progress import progress as progress_bar
 
 
 @dataclass(frozen=True)
@@ -390,7 +392,7 @@ def _embed(model: Bert, input_ids, attention_mask, token_type_ids):
 
 
 def encode(model: Bert, tokenizer, sentences: list[str], *, batch_size: int | None = None,
-           pad_multiple: int = 8) -> np.ndarray:
+           pad_multiple: int = 8, progress: bool = True) -> np.ndarray:
     """Sentence embeddings as sentence-transformers computes them: mean pooling, L2 norm.
 
     Args:
@@ -400,6 +402,8 @@ def encode(model: Bert, tokenizer, sentences: list[str], *, batch_size: int | No
             the sentences are sorted by length and encoded ``batch_size`` at a time, each batch
             padded to a multiple of ``pad_multiple`` tokens so that only a few shapes get
             compiled; padding is masked out, so the result is the same (to float rounding).
+        progress: with more than one batch, a progress bar (sentences/s, tokens/s, ETA; see
+            :mod:`lmcourse.progress`) and one summary line; False: silent.
 
     Returns:
         float32 ``(B, d)`` with unit rows, in the order of ``sentences``, so ``emb @ emb.T`` is
@@ -425,16 +429,32 @@ def encode(model: Bert, tokenizer, sentences: list[str], *, batch_size: int | No
     lengths = np.array([len(e.ids) for e in tokenizer.encode_batch(sentences)])
     order = np.argsort(lengths, kind="stable")
     out = np.zeros((len(sentences), model.config.hidden_size), np.float32)
-    for start in range(0, len(sentences), batch_size):
-        rows = order[start:start + batch_size]
-        batch = tokenize(tokenizer, [sentences[r] for r in rows])
-        width = batch["input_ids"].shape[1]
-        # pad to a multiple of pad_multiple, never past the position table
-        extra = min((-width) % pad_multiple, max(0, model.config.max_position_embeddings - width))
-        padded = {name: np.pad(a, ((0, batch_size - len(rows)), (0, extra)))
-                  for name, a in batch.items()}               # fixed (batch_size, L) shapes
-        validate_inputs(model.config, **padded)
-        emb = _embed(model, padded["input_ids"], padded["attention_mask"],
-                     padded["token_type_ids"])
-        out[rows] = np.asarray(emb)[: len(rows)]
+    bar = progress_bar(total=len(sentences), desc="encode", unit="sentences",
+                       enabled=progress and len(sentences) > batch_size)
+    tokens = 0
+    start_time = time.perf_counter()
+    with bar:
+        for start in range(0, len(sentences), batch_size):
+            rows = order[start:start + batch_size]
+            out[rows], n_tokens = _encode_batch(model, tokenizer, [sentences[r] for r in rows],
+                                                batch_size, pad_multiple)
+            tokens += n_tokens
+            bar.update(len(rows), tok_per_s=tokens / max(time.perf_counter() - start_time, 1e-9))
     return out
+
+
+def _encode_batch(model: Bert, tokenizer, batch_sentences: list[str], batch_size: int,
+                  pad_multiple: int) -> tuple[np.ndarray, int]:
+    """Embeddings ``(len(batch_sentences), d)`` of one batch, padded to ``batch_size`` rows and
+    a multiple of ``pad_multiple`` tokens; also the number of real (unpadded) tokens."""
+    n = len(batch_sentences)
+    batch = tokenize(tokenizer, batch_sentences)
+    width = batch["input_ids"].shape[1]
+    # pad to a multiple of pad_multiple, never past the position table
+    extra = min((-width) % pad_multiple, max(0, model.config.max_position_embeddings - width))
+    padded = {name: np.pad(a, ((0, batch_size - n), (0, extra)))
+              for name, a in batch.items()}               # fixed (batch_size, L) shapes
+    validate_inputs(model.config, **padded)
+    emb = _embed(model, padded["input_ids"], padded["attention_mask"],
+                 padded["token_type_ids"])
+    return np.asarray(emb)[:n], int(batch["attention_mask"].sum())

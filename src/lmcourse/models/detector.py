@@ -32,6 +32,8 @@ from lmcourse.detection import (
     postprocess,
     random_translate,
 )
+from lmcourse.progress import Progress
+from lmcourse.progress import progress as progress_bar
 
 HEATMAP_PRIOR = 0.1  # initial heatmap probability (CenterNet / RetinaNet bias init −2.19)
 
@@ -248,8 +250,8 @@ class DetectorHistory:
 def train_detector(model: CenterNet, scenes: Scenes, *, steps: int, batch_size: int = 32,
                    learning_rate: float = 2e-3, warmup_steps: int = 100, weight_decay: float = 1e-4,
                    max_shift: int = 0, seed: int = 0,
-                   callback: Callable[[int, DetectorHistory], None] | None = None
-                   ) -> DetectorHistory:
+                   callback: Callable[[int, DetectorHistory], None] | None = None,
+                   progress: bool = True) -> DetectorHistory:
     """Train ``model`` in place with AdamW and a warm-up + cosine learning-rate schedule.
 
     Batches are drawn by seeded shuffling of the scenes (epochs are reshuffled); targets are
@@ -263,6 +265,8 @@ def train_detector(model: CenterNet, scenes: Scenes, *, steps: int, batch_size: 
         max_shift: random shift in pixels (≥ 0; 0 = no augmentation).
         seed: batch order and shifts.
         callback: called as ``callback(step, history)`` every 100 steps (e.g. to print).
+        progress: a progress bar (scenes/s, ETA, loss every 100 steps; see
+            :mod:`lmcourse.progress`) and one summary line at the end; False: silent.
 
     Returns:
         :class:`DetectorHistory`.
@@ -286,9 +290,23 @@ def train_detector(model: CenterNet, scenes: Scenes, *, steps: int, batch_size: 
     optimizer = make_optimizer(model, optax.adamw(schedule, weight_decay=weight_decay))
     rng = np.random.default_rng(seed)
     history = DetectorHistory()
+    start = time.perf_counter()
+    bar = progress_bar(total=steps * batch_size, desc="train detector", unit="scenes",
+                       enabled=progress)
+    with bar:
+        _train_loop(model, optimizer, scenes, history, bar, steps=steps, batch_size=batch_size,
+                    max_shift=max_shift, rng=rng, callback=callback)
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+def _train_loop(model: CenterNet, optimizer: nnx.Optimizer, scenes: Scenes,
+                history: DetectorHistory, bar: Progress, *, steps: int, batch_size: int,
+                max_shift: int, rng: np.random.Generator,
+                callback: Callable[[int, DetectorHistory], None] | None) -> None:
+    """The steps of :func:`train_detector` (arguments already checked); fills ``history``."""
     order, cursor = rng.permutation(len(scenes)), 0
     pending = []
-    start = time.perf_counter()
     for step in range(steps):
         if cursor + batch_size > len(order):
             order, cursor = rng.permutation(len(scenes)), 0
@@ -297,6 +315,7 @@ def train_detector(model: CenterNet, scenes: Scenes, *, steps: int, batch_size: 
         images, targets = scene_batch(scenes, idx, num_classes=model.num_classes,
                                       stride=model.stride, rng=rng, max_shift=max_shift)
         pending.append(train_step(model, optimizer, images, targets))
+        bar.update(len(idx))
         if (step + 1) % 100 == 0 or step + 1 == steps:
             for loss, parts in jax.device_get(pending):
                 if not np.isfinite(loss):
@@ -306,14 +325,14 @@ def train_detector(model: CenterNet, scenes: Scenes, *, steps: int, batch_size: 
                 history.size_loss.append(float(parts["size"]))
                 history.offset_loss.append(float(parts["offset"]))
             pending = []
+            bar.set(loss=history.loss[-1])
             if callback is not None:
                 callback(step + 1, history)
-    history.seconds = time.perf_counter() - start
-    return history
 
 
 def raw_detections(model: CenterNet, images: np.ndarray, *, batch_size: int = 100,
-                   top_k: int = 50) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   top_k: int = 50, progress: bool = True
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decoded boxes *before* score threshold and NMS, for ``(N, S, S)`` uint8 scenes.
 
     Run the network once and hand the result to :func:`lmcourse.detection.postprocess` with
@@ -322,6 +341,7 @@ def raw_detections(model: CenterNet, images: np.ndarray, *, batch_size: int = 10
     Args:
         images: ``(N, S, S)`` uint8 (0–255), ``S`` a multiple of 4.
         batch_size: images per forward pass (≥ 1); top_k: boxes per image, in ``[1, G·G·C]``.
+        progress: a progress bar (scenes/s, ETA) and one summary line; False: silent.
 
     Returns:
         ``boxes (N, top_k, 4)`` float32 pixels, ``scores (N, top_k)``, ``classes (N, top_k)``.
@@ -340,9 +360,11 @@ def raw_detections(model: CenterNet, images: np.ndarray, *, batch_size: int = 10
         raise ValueError(f"top_k must be in [1, G·G·C] = [1, {g * g * model.num_classes}], "
                          f"got {top_k}")
     parts = []
-    for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size, ..., None].astype(np.float32) / 255.0
-        parts.append(jax.device_get(predict_step(model, x, top_k=top_k)))
+    with progress_bar(total=len(images), desc="detect", unit="scenes", enabled=progress) as bar:
+        for start in range(0, len(images), batch_size):
+            x = images[start:start + batch_size, ..., None].astype(np.float32) / 255.0
+            parts.append(jax.device_get(predict_step(model, x, top_k=top_k)))
+            bar.update(len(x))
     if not parts:
         return (np.zeros((0, top_k, 4), np.float32), np.zeros((0, top_k), np.float32),
                 np.zeros((0, top_k), np.int32))
@@ -351,11 +373,12 @@ def raw_detections(model: CenterNet, images: np.ndarray, *, batch_size: int = 10
 
 def detect(model: CenterNet, images: np.ndarray, *, batch_size: int = 100, top_k: int = 50,
            score_threshold: float = 0.05, iou_threshold: float = 0.5,
-           class_agnostic: bool = False) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+           class_agnostic: bool = False, progress: bool = True
+           ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Detections for ``(N, S, S)`` uint8 scenes: per image ``(boxes (M, 4), scores (M,),
     classes (M,))`` after decoding (:func:`raw_detections`), score threshold, clipping and NMS
     (per class, or across classes with ``class_agnostic=True``; see
-    :func:`lmcourse.detection.postprocess`).
+    :func:`lmcourse.detection.postprocess`). ``progress``: as :func:`raw_detections`.
 
     Raises:
         ValueError: as :func:`raw_detections` and :func:`lmcourse.detection.postprocess`
@@ -363,7 +386,8 @@ def detect(model: CenterNet, images: np.ndarray, *, batch_size: int = 100, top_k
     """
     _check_fraction("score_threshold", score_threshold)     # fail before the forward passes
     _check_fraction("iou_threshold", iou_threshold)
-    boxes, scores, classes = raw_detections(model, images, batch_size=batch_size, top_k=top_k)
+    boxes, scores, classes = raw_detections(model, images, batch_size=batch_size, top_k=top_k,
+                                           progress=progress)
     return postprocess(boxes, scores, classes, score_threshold=score_threshold,
                        iou_threshold=iou_threshold, image_size=np.shape(images)[1],
                        class_agnostic=class_agnostic)
