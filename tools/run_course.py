@@ -96,6 +96,19 @@ def first_error(nb: nbformat.NotebookNode, exc: CellExecutionError) -> str:
     return f"{'cell ' + str(cell) + ': ' if cell else ''}{ename}: {message}"
 
 
+def kernel_peak_mib(client: NotebookClient) -> float | None:
+    """Peak resident memory of the client's kernel process in MiB (``VmHWM`` in
+    ``/proc/<pid>/status``, Linux only); ``None`` where it cannot be read."""
+    try:
+        pid = client.km.provisioner.process.pid
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (AttributeError, OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def execute(path: Path, timeout: int) -> tuple[nbformat.NotebookNode, float, dict, str | None]:
     """Run one notebook in its own kernel; return it executed, seconds, results, error text."""
     nb = nbformat.read(path, as_version=4)
@@ -103,8 +116,17 @@ def execute(path: Path, timeout: int) -> tuple[nbformat.NotebookNode, float, dic
         results_file = Path(tmp) / "results.json"
         os.environ["LMCOURSE_RESULTS"] = str(results_file)
         os.environ["LMCOURSE_PROGRESS"] = "0"   # batch run: summary lines only, no widget state saved
+        peak = {"mib": None}
+
+        def note_peak_memory(**_):
+            """After each cell: the kernel's peak resident memory so far (Linux VmHWM)."""
+            mib = kernel_peak_mib(client)
+            if mib is not None:
+                peak["mib"] = max(mib, peak["mib"] or 0.0)
+
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                resources={"metadata": {"path": str(NOTEBOOKS)}})
+                                resources={"metadata": {"path": str(NOTEBOOKS)}},
+                                on_cell_executed=note_peak_memory)
         start = time.perf_counter()
         error = None
         try:
@@ -117,6 +139,8 @@ def execute(path: Path, timeout: int) -> tuple[nbformat.NotebookNode, float, dic
             error = f"the kernel died (out of memory?): {exc}"
         seconds = time.perf_counter() - start
         results = json.loads(results_file.read_text()) if results_file.exists() else {}
+        if peak["mib"] is not None:
+            results["peak memory"] = {"value": round(peak["mib"]), "unit": "MiB"}
         os.environ.pop("LMCOURSE_RESULTS", None)
     return nb, seconds, results, error
 
