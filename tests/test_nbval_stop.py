@@ -22,7 +22,7 @@ def test_cells_after_a_data_error_are_skipped(tmp_path):
         nbformat.v4.new_code_cell("print(undefined_name)"),
     ]
     nbformat.write(nb, tmp_path / "chapter.ipynb")
-    shutil.copy(ROOT / "notebooks" / "conftest.py", tmp_path / "conftest.py")
+    shutil.copy(ROOT / "conftest.py", tmp_path / "conftest.py")
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", "-rs",
          str(tmp_path / "chapter.ipynb")], cwd=tmp_path, capture_output=True, text=True, timeout=300)
