@@ -8,6 +8,7 @@ import pytest
 
 from lmcourse import recsys as R
 from lmcourse.data.movielens import leave_last_out, load_movielens, rating_split, train_val_test
+from lmcourse.models.neumf import NeuMF
 
 
 @pytest.fixture(scope="module")
@@ -383,7 +384,7 @@ def test_neumf_trains_and_predicts(ml):
     b = R.fit_biases(u, i, r, ml.n_users, ml.n_movies, lam_movie=3, lam_user=3)
     model, mu, losses = R.train_neumf(u, i, r, ml.n_users, ml.n_movies, dim=4, hidden=(8,),
                                       epochs=2, batch_size=512, init_biases=b)
-    assert isinstance(model, R.NeuMF) and mu == b.mu
+    assert isinstance(model, NeuMF) and mu == b.mu
     assert np.all(np.isfinite(losses)) and len(losses) == 2
     pred = R.neumf_predict(model, mu, u[:10], i[:10])
     assert pred.shape == (10,) and np.all((pred >= 0.5) & (pred <= 5))
@@ -450,7 +451,7 @@ def test_neumf_rejects_bad_input(ml):
     with pytest.raises(ValueError, match="l2 must be a finite number ≥ 0"):
         R.train_neumf(u, i, r, ml.n_users, ml.n_movies, l2=float("nan"))
     with pytest.raises(ValueError, match="dim must be an integer ≥ 1"):
-        R.NeuMF(ml.n_users, ml.n_movies, dim=0, rngs=nnx.Rngs(0))
+        NeuMF(ml.n_users, ml.n_movies, dim=0, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="valid movie indices are 0 to 99"):
         R.train_neumf(u, i, r, ml.n_users, 100)
     # l2 = 0 edge: finite losses

@@ -37,7 +37,6 @@ import functools
 import hashlib
 import math
 import operator
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +51,7 @@ from lmcourse.compat import apply_gradients, make_optimizer
 from lmcourse.metrics import pearson_r, precision_recall_f1
 from lmcourse.models.bert import Bert, BertConfig, mean_pool
 from lmcourse.progress import progress as progress_bar
+from lmcourse.training import EpochBatches, History, train_loop
 
 N_POLARITY, N_DOMAIN = 3, 4
 N_CLASSES = {"polarity": N_POLARITY, "domain": N_DOMAIN}
@@ -646,21 +646,30 @@ def train_encoder(model: EncoderWithHeads, ids: np.ndarray, mask: np.ndarray,
                   targets: dict[str, np.ndarray], *, steps: int, batch_size: int = 32,
                   learning_rate: float = 5e-5, weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
                   weight_decay: float = 0.01, seed: int = 0, log_every: int = 0,
-                  progress: bool = True) -> list[float]:
+                  progress: bool = True, checkpoint_dir: str | Path | None = None,
+                  checkpoint_every: int = 0, resume: bool = True) -> list[float]:
     """Train encoder and heads together (in place) for ``steps`` steps of AdamW + warm-up.
+
+    Runs :func:`lmcourse.training.train_loop` over :func:`length_batches` (one epoch after
+    another, each drawn from ``default_rng(seed)`` when the previous one is used up).
 
     Args:
         ids, mask: int32 ``(n, L)`` from :func:`tokenize_all`; ids in the encoder's vocabulary.
         targets: as in :func:`joint_loss`, length ``n``.
         batch_size: if ``n < batch_size``, batches are drawn with replacement.
-        progress: a progress bar (examples/s, tokens/s, ETA, mean loss of the last 20 steps;
+        log_every: print the mean loss every ``log_every`` steps (0: never).
+        progress: a progress bar (examples/s, ETA, mean loss of the last 20 steps;
             see :mod:`lmcourse.progress`) and one summary line; False: silent.
+        checkpoint_dir, checkpoint_every, resume: checkpoints, as in
+            :func:`lmcourse.training.fit` (model, optimizer, generator, step).
 
     Returns:
         the loss of each step.
 
     Raises:
-        ValueError: bad ids/mask, targets, weights or hyper-parameters (the message says which).
+        ValueError: bad ids/mask, targets, weights or hyper-parameters (the message says which),
+            or a checkpoint of another model or other settings.
+        NonFiniteLossError: the loss became NaN or infinite (the message names the step).
     """
     ids, mask = check_tokens(ids, mask, model.encoder.config.vocab_size)
     targets = check_targets(targets, len(ids))
@@ -668,35 +677,37 @@ def train_encoder(model: EncoderWithHeads, ids: np.ndarray, mask: np.ndarray,
     _check_any_task(weights)
     steps, batch_size = _int("steps", steps), _int("batch_size", batch_size)
     log_every = _int("log_every", log_every, minimum=0)
-    rng = np.random.default_rng(seed)
     optimizer = make_optimizer(model, adamw_warmup(learning_rate, steps, weight_decay=weight_decay))
-    losses: list[float] = []
-    queue: list[np.ndarray] = []
-    with progress_bar(total=steps * batch_size, desc="train encoder", unit="examples",
-                      enabled=progress) as bar:
-        _encoder_loop(model, optimizer, ids, mask, targets, weights, losses, queue, bar, rng,
-                      steps=steps, batch_size=batch_size, log_every=log_every)
-    return losses
 
+    def make_epoch(rng: np.random.Generator) -> list[np.ndarray]:
+        if len(mask) < batch_size:
+            return [rng.integers(0, len(mask), batch_size)]
+        return length_batches(mask, batch_size, rng)[::-1]     # used from the end, as a stack
 
-def _encoder_loop(model, optimizer, ids, mask, targets, weights, losses, queue, bar, rng, *,
-                  steps: int, batch_size: int, log_every: int) -> None:
-    """The steps of :func:`train_encoder` (arguments checked); appends to ``losses``."""
-    tokens, start = 0, time.perf_counter()
-    while len(losses) < steps:
-        if not queue:
-            queue = (length_batches(mask, batch_size, rng) if len(mask) >= batch_size
-                     else [rng.integers(0, len(mask), batch_size)])
-        idx = queue.pop()
+    def step_fn(idx: np.ndarray) -> jax.Array:
         bi, bm = _cut(ids[idx], mask[idx])
         batch = {k: jnp.asarray(v[idx]) for k, v in targets.items()}
-        losses.append(float(_encoder_step(model, optimizer, jnp.asarray(bi), jnp.asarray(bm),
-                                          batch, weights)))
-        tokens += int(bm.sum())
-        bar.update(len(idx), loss=float(np.mean(losses[-20:])),
-                   tok_per_s=tokens / max(time.perf_counter() - start, 1e-9))
-        if log_every and len(losses) % log_every == 0:
-            print(f"  step {len(losses)}/{steps}: loss {np.mean(losses[-log_every:]):.4f}", flush=True)
+        return _encoder_step(model, optimizer, jnp.asarray(bi), jnp.asarray(bm), batch, weights)
+
+    def log(step: int, history: History) -> None:
+        if log_every and step % log_every == 0:
+            print(f"  step {step}/{steps}: loss {np.mean(history.step_loss[-log_every:]):.4f}",
+                  flush=True)
+
+    checkpoint = None
+    if checkpoint_dir is not None:
+        from lmcourse.checkpoint import Checkpoint
+
+        checkpoint = Checkpoint(checkpoint_dir, {"model": model, "optimizer": optimizer},
+                                every=checkpoint_every, resume=resume, config={
+                                    "n": len(ids), "steps": steps, "batch_size": batch_size,
+                                    "learning_rate": float(learning_rate),
+                                    "weights": list(weights), "seed": seed})
+    history = train_loop(step_fn, EpochBatches(make_epoch, seed), steps=steps,
+                         check_every=log_every or 20, callback=log, checkpoint=checkpoint,
+                         progress=progress, desc="train encoder", unit="examples",
+                         batch_size=batch_size)
+    return history.step_loss
 
 
 @nnx.jit

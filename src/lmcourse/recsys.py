@@ -9,8 +9,9 @@ predicts ratings for ``(user, movie)`` pairs:
 * :func:`train_mf`: biased matrix factorisation trained with Optax, one compiled epoch per call
   (Koren, Bell & Volinsky, "Matrix factorization techniques for recommender systems",
   IEEE Computer 42(8), 2009, eq. 5), minimising :func:`mf_loss`;
-* :class:`NeuMF` / :func:`train_neumf`: a small neural collaborative filtering model in Flax NNX
-  (He et al., "Neural Collaborative Filtering", WWW 2017), here regressing ratings;
+* :func:`train_neumf`: a small neural collaborative filtering model in Flax NNX
+  (:class:`lmcourse.models.neumf.NeuMF`; He et al., "Neural Collaborative Filtering", WWW
+  2017), here regressing ratings, trained by :func:`lmcourse.training.train_loop`;
 * :class:`ContentModel`: content-based predictions from TF-IDF vectors of titles and genres,
   which also work for a movie nobody has rated (cold start);
 * :func:`ranking_report`: precision@k, recall@k, NDCG@k, hit rate and catalogue coverage.
@@ -396,7 +397,10 @@ def train_mf(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int, *,
     permutation of the ratings in ``N // batch_size`` batches (the remainder is skipped that
     epoch); the whole epoch is one ``jax.lax.scan`` inside one ``jax.jit``, compiled ahead of
     time once per shape and setting (λ is an input, so a λ grid compiles once), so Python is
-    entered once per epoch, not once per step. Koren, Bell & Volinsky (*Matrix Factorization
+    entered once per epoch, not once per step. This is why it does not use the course's one
+    loop (:func:`lmcourse.training.train_loop`, a Python loop over jitted steps): chapter 09
+    teaches the whole epoch compiled as one ``lax.scan``, which for a model this small is many
+    times faster than entering Python at every step. Koren, Bell & Volinsky (*Matrix Factorization
     Techniques for Recommender Systems*, IEEE Computer 2009, eq. 5) and Surprise's ``SVD`` run
     plain SGD one rating at a time; this runs Adam on batches.
 
@@ -502,77 +506,17 @@ def mf_scores(params: dict) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 # neural collaborative filtering (NeuMF) in Flax NNX
 # ----------------------------------------------------------------------------------------------
-@functools.cache
-def _neumf_class():
-    from flax import nnx
-
-    class NeuMF(nnx.Module):
-        """NeuMF (He et al. 2017, fig. 3): a GMF branch (element-wise product of embeddings)
-        and an MLP branch (concatenated embeddings through ReLU layers), concatenated and mapped
-        to one output. The original is trained on implicit feedback with log loss; here the
-        output is a rating offset from the global mean, trained with squared error.
-
-        Call: ``model(user (B,) int, movie (B,) int) -> (B,) float32`` rating offsets.
-
-        Raises:
-            ValueError: sizes ``n_users``, ``n_movies``, ``dim`` or a hidden width < 1 (at
-                construction); a user index outside ``[0, n_users)`` or a movie index outside
-                ``[0, n_movies)`` when called with concrete indices (inside ``jit`` the caller
-                must check: JAX clamps out-of-range lookups silently).
-        """
-
-        def __init__(self, n_users: int, n_movies: int, dim: int = 16,
-                     hidden: tuple[int, ...] = (32, 16), *, rngs: nnx.Rngs):
-            self.n_users = _check_size("n_users", n_users)
-            self.n_movies = _check_size("n_movies", n_movies)
-            dim = _check_size("dim", dim)
-            hidden = tuple(hidden)
-            if not hidden:
-                raise ValueError("hidden must list at least one layer width, e.g. (32, 16)")
-            for width in hidden:
-                _check_size("hidden layer width", width)
-            init = nnx.initializers.normal(0.01)
-            self.gmf_user = nnx.Embed(n_users, dim, embedding_init=init, rngs=rngs)
-            self.gmf_movie = nnx.Embed(n_movies, dim, embedding_init=init, rngs=rngs)
-            self.mlp_user = nnx.Embed(n_users, dim, embedding_init=init, rngs=rngs)
-            self.mlp_movie = nnx.Embed(n_movies, dim, embedding_init=init, rngs=rngs)
-            self.b_user = nnx.Embed(n_users, 1, embedding_init=nnx.initializers.zeros, rngs=rngs)
-            self.b_movie = nnx.Embed(n_movies, 1, embedding_init=nnx.initializers.zeros,
-                                     rngs=rngs)
-            sizes = (2 * dim, *hidden)
-            self.n_layers = len(hidden)
-            for n in range(len(hidden)):          # plain attributes work on every Flax NNX
-                setattr(self, f"layer{n}", nnx.Linear(sizes[n], sizes[n + 1], rngs=rngs))
-            self.out = nnx.Linear(dim + hidden[-1], 1, rngs=rngs)
-
-        def __call__(self, user, movie):
-            import jax
-            import jax.numpy as jnp
-
-            if not (_is_traced(user) or _is_traced(movie)):
-                _check_pairs(user, movie, self.n_users, self.n_movies)
-            gmf = self.gmf_user(user) * self.gmf_movie(movie)
-            h = jnp.concatenate([self.mlp_user(user), self.mlp_movie(movie)], axis=-1)
-            for n in range(self.n_layers):
-                h = jax.nn.relu(getattr(self, f"layer{n}")(h))
-            out = self.out(jnp.concatenate([gmf, h], axis=-1))
-            return (out + self.b_user(user) + self.b_movie(movie))[..., 0]
-
-    return NeuMF
-
-
-def __getattr__(name: str):  # lazy: `import lmcourse.recsys` must not import Flax
-    if name == "NeuMF":
-        return _neumf_class()
-    raise AttributeError(name)
-
-
 def train_neumf(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int, *,
                 dim: int = 16, hidden: tuple[int, ...] = (32, 16), epochs: int = 8,
                 batch_size: int = 1024, lr: float = 3e-3, weight_decay: float = 1e-4,
                 l2: float = 0.1, init_biases: Biases | None = None, seed: int = 0,
-                eval_fn: Any = None, progress: bool = True) -> tuple[Any, float, list[float]]:
-    r"""Train :class:`NeuMF` on ratings with AdamW and mini-batches (jitted NNX step).
+                eval_fn: Any = None, progress: bool = True, checkpoint_dir: Any = None,
+                checkpoint_every: int = 0, resume: bool = True) -> tuple[Any, float, list[float]]:
+    r"""Train :class:`lmcourse.models.neumf.NeuMF` on ratings with AdamW and mini-batches.
+
+    Runs :func:`lmcourse.training.train_loop` (a jitted NNX step; batches from
+    :func:`lmcourse.training.batches`, reshuffled every epoch from ``seed``, the remainder of
+    ``N // batch_size`` skipped).
 
     Loss per batch: mean over the batch of :math:`(r - \mu - f(u, i))^2 + l_2\,\|e_{ui}\|^2`,
     where :math:`\|e_{ui}\|^2` sums the squared embeddings and biases of that rating's user and
@@ -587,8 +531,9 @@ def train_neumf(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int,
             weight_decay, l2: penalties (≥ 0); seed: initialisation and batch order.
         eval_fn: if set, ``eval_fn(model, mu)`` is called after every epoch (e.g. to record a
             validation RMSE per epoch); its return value is ignored.
-        progress: a progress bar (ratings/s, ETA, last epoch's loss) and one summary line;
-            False: silent.
+        progress: a progress bar (ratings/s, ETA, loss) and one summary line; False: silent.
+        checkpoint_dir, checkpoint_every, resume: checkpoints, as in
+            :func:`lmcourse.training.fit` (model, optimizer, generator, step).
 
     Returns:
         ``(model, mu, epoch_losses)``; predict with :func:`neumf_predict`.
@@ -596,13 +541,16 @@ def train_neumf(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int,
     Raises:
         ValueError: ids out of range, arrays of different lengths or empty, NaN ratings, a size
             or ``epochs`` out of range, ``lr ≤ 0``, ``l2`` or ``weight_decay`` < 0 or NaN,
-            ``init_biases`` of the wrong sizes.
+            ``init_biases`` of the wrong sizes, or a checkpoint of another model or settings.
+        NonFiniteLossError: the loss became NaN or infinite (the message names the step).
     """
     import jax.numpy as jnp
     import optax
     from flax import nnx
 
     from lmcourse.compat import apply_gradients, make_optimizer
+    from lmcourse.models.neumf import NeuMF
+    from lmcourse.training import epoch_batches, train_loop
 
     user, movie, rating = _check_triples(user, movie, rating, n_users, n_movies)
     epochs = _check_size("epochs", epochs, minimum=0)
@@ -618,7 +566,7 @@ def train_neumf(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int,
             n_users, n_movies):
         raise ValueError(f"init_biases has {len(init_biases.b_user)} users and "
                          f"{len(init_biases.b_movie)} movies, the model {n_users} and {n_movies}")
-    model = _neumf_class()(n_users, n_movies, dim, hidden, rngs=nnx.Rngs(seed))
+    model = NeuMF(n_users, n_movies, dim, hidden, rngs=nnx.Rngs(seed))
     if init_biases is not None:                       # start from the closed-form biases
         model.b_user.embedding[...] = jnp.asarray(init_biases.b_user[:, None], jnp.float32)
         model.b_movie.embedding[...] = jnp.asarray(init_biases.b_movie[:, None], jnp.float32)
@@ -640,23 +588,26 @@ def train_neumf(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int,
 
     user, movie = user.astype(np.int32), movie.astype(np.int32)
     rating = rating.astype(np.float32)
-    rng = np.random.default_rng(seed)
     n_batches = n // batch_size
-    losses = []
-    bar = progress_bar(total=epochs * n_batches * batch_size, desc="train NeuMF", unit="ratings",
-                       enabled=progress)
-    with bar:
-        for _ in range(epochs):
-            perm = rng.permutation(n)[: n_batches * batch_size].reshape(n_batches, batch_size)
-            total = 0.0
-            for idx in perm:
-                total += float(step(model, optimizer, jnp.asarray(user[idx]),
-                                    jnp.asarray(movie[idx]), jnp.asarray(rating[idx])))
-                bar.update(batch_size)
-            losses.append(total / n_batches)
-            bar.set(loss=losses[-1])
-            if eval_fn is not None:
-                eval_fn(model, mu)
+    checkpoint = None
+    if checkpoint_dir is not None:
+        from lmcourse.checkpoint import Checkpoint
+
+        checkpoint = Checkpoint(checkpoint_dir, {"model": model, "optimizer": optimizer},
+                                every=checkpoint_every, resume=resume, config={
+                                    "n": n, "epochs": epochs, "batch_size": int(batch_size),
+                                    "lr": lr, "weight_decay": weight_decay, "l2": l2,
+                                    "seed": seed})
+    history = train_loop(
+        lambda idx: step(model, optimizer, jnp.asarray(user[idx]), jnp.asarray(movie[idx]),
+                         jnp.asarray(rating[idx])),
+        epoch_batches(n, int(batch_size), seed), steps=epochs * n_batches,
+        check_every=n_batches, epoch_steps=n_batches,
+        eval_fn=None if eval_fn is None else (lambda: eval_fn(model, mu) and None),
+        checkpoint=checkpoint, progress=progress, desc="train NeuMF", unit="ratings",
+        batch_size=int(batch_size))
+    losses = [sum(history.step_loss[e * n_batches:(e + 1) * n_batches]) / n_batches
+              for e in range(epochs)]
     return model, mu, losses
 
 

@@ -13,9 +13,9 @@ heads, targets (:func:`lmcourse.detection.centernet_targets`) and loss are the p
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -32,8 +32,8 @@ from lmcourse.detection import (
     postprocess,
     random_translate,
 )
-from lmcourse.progress import Progress
 from lmcourse.progress import progress as progress_bar
+from lmcourse.training import History, epoch_batches, train_loop
 
 HEATMAP_PRIOR = 0.1  # initial heatmap probability (CenterNet / RetinaNet bias init −2.19)
 
@@ -237,25 +237,44 @@ def scene_batch(scenes: Scenes, idx: np.ndarray, *, num_classes: int = 10, strid
 
 
 @dataclass
-class DetectorHistory:
-    """Per-step losses and timing of :func:`train_detector`."""
+class DetectorHistory(History):
+    """:class:`lmcourse.training.History` of :func:`train_detector`, with the chapter's names:
+    ``loss`` (``step_loss``), ``heatmap_loss``, ``size_loss``, ``offset_loss`` (the parts,
+    ``step_metrics``) per step, and ``seconds`` (``wall_seconds``, compilation included)."""
 
-    loss: list[float] = field(default_factory=list)
-    heatmap_loss: list[float] = field(default_factory=list)
-    size_loss: list[float] = field(default_factory=list)
-    offset_loss: list[float] = field(default_factory=list)
-    seconds: float = 0.0
+    @property
+    def loss(self) -> list[float]:
+        return self.step_loss
+
+    @property
+    def heatmap_loss(self) -> list[float]:
+        return self.step_metrics.get("heatmap", [])
+
+    @property
+    def size_loss(self) -> list[float]:
+        return self.step_metrics.get("size", [])
+
+    @property
+    def offset_loss(self) -> list[float]:
+        return self.step_metrics.get("offset", [])
+
+    @property
+    def seconds(self) -> float:
+        return self.wall_seconds
 
 
 def train_detector(model: CenterNet, scenes: Scenes, *, steps: int, batch_size: int = 32,
                    learning_rate: float = 2e-3, warmup_steps: int = 100, weight_decay: float = 1e-4,
                    max_shift: int = 0, seed: int = 0,
                    callback: Callable[[int, DetectorHistory], None] | None = None,
-                   progress: bool = True) -> DetectorHistory:
+                   progress: bool = True, checkpoint_dir: str | Path | None = None,
+                   checkpoint_every: int = 0, resume: bool = True) -> DetectorHistory:
     """Train ``model`` in place with AdamW and a warm-up + cosine learning-rate schedule.
 
-    Batches are drawn by seeded shuffling of the scenes (epochs are reshuffled); targets are
-    built on the fly so that random shifts (``max_shift`` pixels) can be applied.
+    Runs :func:`lmcourse.training.train_loop`. Batches are drawn by seeded shuffling of the
+    scenes (:func:`lmcourse.training.batches`, reshuffled each epoch, the last short batch
+    dropped); targets are built on the fly so that random shifts (``max_shift`` pixels, drawn
+    from the same generator) can be applied.
 
     Args:
         steps: gradient steps (≥ 1); batch_size: scenes per step, in ``[1, len(scenes)]``.
@@ -267,14 +286,17 @@ def train_detector(model: CenterNet, scenes: Scenes, *, steps: int, batch_size: 
         callback: called as ``callback(step, history)`` every 100 steps (e.g. to print).
         progress: a progress bar (scenes/s, ETA, loss every 100 steps; see
             :mod:`lmcourse.progress`) and one summary line at the end; False: silent.
+        checkpoint_dir, checkpoint_every, resume: checkpoints, as in
+            :func:`lmcourse.training.fit` (model, optimizer, generator, step).
 
     Returns:
         :class:`DetectorHistory`.
 
     Raises:
-        ValueError: an argument outside its range (NaN included), or scene classes outside
-            ``[0, model.num_classes)``.
-        FloatingPointError: if the loss becomes NaN or infinite (names the step).
+        ValueError: an argument outside its range (NaN included), scene classes outside
+            ``[0, model.num_classes)``, or a checkpoint of another model or other settings.
+        NonFiniteLossError: (a ``FloatingPointError``) the loss became NaN or infinite; the
+            message names the step.
     """
     steps = _int_at_least("steps", steps, 1)
     batch_size = _int_at_least("batch_size", batch_size, 1)
@@ -288,46 +310,26 @@ def train_detector(model: CenterNet, scenes: Scenes, *, steps: int, batch_size: 
     schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, min(warmup_steps, steps // 2),
                                                   steps, learning_rate * 0.01)
     optimizer = make_optimizer(model, optax.adamw(schedule, weight_decay=weight_decay))
-    rng = np.random.default_rng(seed)
-    history = DetectorHistory()
-    start = time.perf_counter()
-    bar = progress_bar(total=steps * batch_size, desc="train detector", unit="scenes",
-                       enabled=progress)
-    with bar:
-        _train_loop(model, optimizer, scenes, history, bar, steps=steps, batch_size=batch_size,
-                    max_shift=max_shift, rng=rng, callback=callback)
-    history.seconds = time.perf_counter() - start
-    return history
+    source = epoch_batches(len(scenes), batch_size, seed)
 
-
-def _train_loop(model: CenterNet, optimizer: nnx.Optimizer, scenes: Scenes,
-                history: DetectorHistory, bar: Progress, *, steps: int, batch_size: int,
-                max_shift: int, rng: np.random.Generator,
-                callback: Callable[[int, DetectorHistory], None] | None) -> None:
-    """The steps of :func:`train_detector` (arguments already checked); fills ``history``."""
-    order, cursor = rng.permutation(len(scenes)), 0
-    pending = []
-    for step in range(steps):
-        if cursor + batch_size > len(order):
-            order, cursor = rng.permutation(len(scenes)), 0
-        idx = order[cursor:cursor + batch_size]
-        cursor += batch_size
+    def step_fn(idx: np.ndarray) -> tuple[jax.Array, dict[str, jax.Array]]:
         images, targets = scene_batch(scenes, idx, num_classes=model.num_classes,
-                                      stride=model.stride, rng=rng, max_shift=max_shift)
-        pending.append(train_step(model, optimizer, images, targets))
-        bar.update(len(idx))
-        if (step + 1) % 100 == 0 or step + 1 == steps:
-            for loss, parts in jax.device_get(pending):
-                if not np.isfinite(loss):
-                    raise FloatingPointError(f"detector loss became {loss} near step {step}")
-                history.loss.append(float(loss))
-                history.heatmap_loss.append(float(parts["heatmap"]))
-                history.size_loss.append(float(parts["size"]))
-                history.offset_loss.append(float(parts["offset"]))
-            pending = []
-            bar.set(loss=history.loss[-1])
-            if callback is not None:
-                callback(step + 1, history)
+                                      stride=model.stride, rng=source.rng, max_shift=max_shift)
+        return train_step(model, optimizer, images, targets)
+
+    checkpoint = None
+    if checkpoint_dir is not None:
+        from lmcourse.checkpoint import Checkpoint
+
+        checkpoint = Checkpoint(checkpoint_dir, {"model": model, "optimizer": optimizer},
+                                every=checkpoint_every, resume=resume, config={
+                                    "scenes": len(scenes), "steps": steps,
+                                    "batch_size": batch_size, "learning_rate": learning_rate,
+                                    "warmup_steps": warmup_steps, "weight_decay": weight_decay,
+                                    "max_shift": max_shift, "seed": seed})
+    return train_loop(step_fn, source, steps=steps, check_every=100, callback=callback,
+                      checkpoint=checkpoint, history=DetectorHistory(), progress=progress,
+                      desc="train detector", unit="scenes", batch_size=batch_size)
 
 
 def raw_detections(model: CenterNet, images: np.ndarray, *, batch_size: int = 100,
