@@ -143,3 +143,16 @@ def test_saved_notebook_keeps_only_the_summary_line(monkeypatch, env_value):
     assert "%|" not in json.dumps(outputs)  # no half-drawn text bar
     if env_value == "0":  # what tools/run_course.py should set: no widget state saved either
         assert "widgets" not in saved["metadata"]
+
+
+def test_slow_units_report_seconds_per_unit_not_a_zero_rate(monkeypatch):
+    monkeypatch.setenv("LMCOURSE_PROGRESS", "0")
+    bar = progress(total=5, desc="demo runs", unit="runs")
+    bar.update(5)
+    bar._start -= 74.5                      # as if the five runs took 74.5 s
+    text = bar.summary()
+    assert "0 runs/s" not in text and "s per run" in text, text
+    fast = progress(total=100, desc="train", unit="img")
+    fast.update(100)
+    fast._start -= 2.0
+    assert "img/s" in fast.summary()

@@ -210,7 +210,10 @@ def setup_notebook(chapter: str, needs: Sequence[str] = ()) -> Runtime:
     """Print the chapter's scale and device, register them in the course report, return them.
 
     Call it in the first code cell of every notebook. Full scale on a CPU gives one
-    :class:`FullScaleOnCpuWarning` with the expected run time.
+    :class:`FullScaleOnCpuWarning` with the expected run time. It also applies the course's
+    colour-blind-safe plot style and, inside IPython/Jupyter, checks every cell's figures after
+    the cell runs, printing ``FIGURE CHECK: …`` lines for missing labels, titles or legends
+    (see :mod:`lmcourse.plotting`).
 
     Args:
         chapter: the notebook's number and title, e.g. ``"03 A CNN in Flax with jit"``.
@@ -221,7 +224,7 @@ def setup_notebook(chapter: str, needs: Sequence[str] = ()) -> Runtime:
         RuntimeError: a GPU was asked for and cannot be started (see :func:`jax_call`).
         lmcourse.data.fetch.DatasetUnavailableError: a needed dataset cannot be had.
     """
-    from lmcourse import report
+    from lmcourse import plotting, report
 
     if isinstance(needs, str):
         raise ValueError(f"needs must be a sequence of dataset names, e.g. needs=[{needs!r}], "
@@ -231,6 +234,7 @@ def setup_notebook(chapter: str, needs: Sequence[str] = ()) -> Runtime:
     report.record("scale", runtime.scale)
     report.record("device", ", ".join(runtime.devices))
     warn_full_scale_on_cpu(chapter, runtime)
+    plotting.register_figure_hook()
     if needs:
         from lmcourse.data.catalog import require
 

@@ -178,7 +178,13 @@ class Progress:
             done += f" ({self.steps:,} step{'' if self.steps == 1 else 's'})"
         text = f"{self.desc}: {done} in {seconds:.1f} s"
         if seconds > 0 and self.n:
-            text += f", {self.n / seconds:,.0f} {self.unit}/s"
+            rate = self.n / seconds
+            if rate >= 10:
+                text += f", {rate:,.0f} {self.unit}/s"
+            elif rate >= 1:
+                text += f", {rate:.2g} {self.unit}/s"
+            else:   # slow units (whole runs, settings): the time each one took reads better
+                text += f", {seconds / self.n:.3g} s per {self.unit.rstrip('s') or self.unit}"
         if self.postfix:
             text += ", final " + ", ".join(f"{k} {format_value(v)}" for k, v in self.postfix.items())
         return text
