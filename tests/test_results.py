@@ -52,3 +52,9 @@ def test_fmt_is_what_the_table_shows():
     assert results_table.fmt(None) == "—"
     assert results_table.fmt({"value": None, "unit": "s"}).startswith("none")
     assert results_table.fmt({"value": [0.98765, 1], "unit": ""}) == "[0.9877, 1]"
+
+
+def test_run_time_shows_the_load_it_ran_under():
+    assert results_table.run_time({"seconds": 61.4}) == "61 s"
+    assert results_table.run_time({"seconds": 61.4, "load_average_start_end": [0.2, 1.84]}) == (
+        "61 s (load 0.2 → 1.8)")

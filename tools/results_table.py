@@ -51,6 +51,16 @@ def fmt(entry: dict | None) -> str:
     return f"{text} {unit}".strip()
 
 
+def run_time(run: dict) -> str:
+    """``123 s``, with the machine's load average at start → end when the log has it (a busy
+    machine makes a run slower: on 2 cores a load above 2 means the run shared them)."""
+    text = f"{run['seconds']:.0f} s"
+    load = run.get("load_average_start_end") or [None, None]
+    if None not in load:
+        text += f" (load {load[0]:.1f} → {load[1]:.1f})"
+    return text
+
+
 def render(runs: dict[str, dict[str, dict]]) -> str:
     """The generated README block (markers included)."""
     lines = [BEGIN, ""]
@@ -72,8 +82,7 @@ def render(runs: dict[str, dict[str, dict]]) -> str:
                 if name not in names:
                     names.append(name)
         lines.append(f"| **{notebook}** | run time | " + " | ".join(
-            f"{by_scale[s]['seconds']:.0f} s" if s in by_scale else "—" for s in ("quick", "full"))
-            + " |")
+            run_time(by_scale[s]) if s in by_scale else "—" for s in ("quick", "full")) + " |")
         for name in names:
             cells = [fmt(by_scale.get(s, {}).get("results", {}).get(name)) for s in ("quick", "full")]
             lines.append(f"| | {name} | {cells[0]} | {cells[1]} |")

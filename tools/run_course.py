@@ -39,17 +39,35 @@ BUILD = ROOT / "build"
 RESULTS = ROOT / "results"
 
 
-def save_results(path: Path, scale: str, seconds: float, results: dict) -> Path:
-    """Write ``results/<notebook>.<scale>.json`` (see the module docstring); return its path."""
-    import importlib.metadata as md
-
+def git_state() -> str:
+    """The commit the run starts from (short hash), ``+uncommitted changes`` when the tree is dirty."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                                 capture_output=True, check=True).stdout.strip()
         dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, text=True,
                                     capture_output=True).stdout.strip())
     except (OSError, subprocess.CalledProcessError):
-        commit, dirty = "unknown", True
+        return "unknown"
+    return commit + ("+uncommitted changes" if dirty else "")
+
+
+def load_average() -> float | None:
+    """The machine's 1-minute load average (Unix), ``None`` where unavailable."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def save_results(path: Path, scale: str, seconds: float, results: dict, commit: str,
+                 load: tuple[float | None, float | None] = (None, None)) -> Path:
+    """Write ``results/<notebook>.<scale>.json`` (see the module docstring); return its path.
+
+    ``commit`` is :func:`git_state` taken when the notebook *started* (the code that ran), and
+    ``load`` the load average at its start and end (a busy machine makes run times longer).
+    """
+    import importlib.metadata as md
+
     versions = {}
     for name in ("jax", "jaxlib", "flax", "optax", "numpy", "scikit-learn"):
         try:
@@ -67,7 +85,8 @@ def save_results(path: Path, scale: str, seconds: float, results: dict) -> Path:
         "device": device,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
         "versions": versions,
-        "git_commit": commit + ("+uncommitted changes" if dirty else ""),
+        "git_commit": commit,
+        "load_average_start_end": list(load),
         "results": results,
     }
     RESULTS.mkdir(exist_ok=True)
@@ -191,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     kept = {r["notebook"]: r for r in previous}
     for path in paths:
         print(f"running {path.name} ...", flush=True)
+        commit, load_start = git_state(), load_average()
         nb, seconds, results, error = execute(path, args.timeout)
+        load = (load_start, load_average())
         html, _ = HTMLExporter().from_notebook_node(nb)
         html_path = BUILD / (path.stem + ".html")
         html_path.write_text(html)
@@ -202,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         kept[path.name] = row
         if args.save_results and error is None:
             scale = results.get("scale", {}).get("value", "unknown")
-            print(f"  results: {save_results(path, scale, seconds, results).relative_to(ROOT)}")
+            print(f"  results: {save_results(path, scale, seconds, results, commit, load).relative_to(ROOT)}")
         print(f"  {'ok' if error is None else 'FAILED'} in {seconds:.1f} s"
               + (f": {error}" if error else ""), flush=True)
     rows = [kept[k] for k in sorted(kept)]
