@@ -11,6 +11,7 @@ gradients.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import jax
@@ -25,15 +26,14 @@ from lmcourse.data import ChecksumError, DatasetUnavailableError
 from lmcourse.data import pretrained as pretrained_mod
 from lmcourse.models.bert import (
     Bert,
-    BertConfig,
-    count_params,
     encode,
     load_minilm,
     mean_pool,
-    param_count_formula,
     tokenize,
     validate_inputs,
 )
+from lmcourse.models.common import count_params
+from lmcourse.param_count import BertConfig
 
 REFERENCE = Path(__file__).parent / "data" / "minilm_reference.npz"
 MINILM_PARAMS = 22_713_216  # sentence-transformers' model.parameters(), pooler included
@@ -46,7 +46,18 @@ SMALL = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=2, num_attent
 def test_param_count_formula_small():
     c = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
                    intermediate_size=32, max_position_embeddings=16)
-    assert count_params(Bert(c, rngs=nnx.Rngs(0))) == param_count_formula(c)
+    assert count_params(Bert(c, rngs=nnx.Rngs(0))) == c.param_count()
+    # pooler=False counts the encoder without the pooler (the model still builds one)
+    no_pooler = dataclasses.replace(c, pooler=False)
+    assert c.param_count() - no_pooler.param_count() == count_params(Bert(c, rngs=nnx.Rngs(0)).pooler)
+
+
+def test_one_config_class():
+    # models.bert re-exports the one BertConfig of lmcourse.param_count (no second definition)
+    from lmcourse import param_count
+    from lmcourse.models import bert
+    assert bert.BertConfig is param_count.BertConfig
+    assert not hasattr(bert, "param_count_formula")
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +85,8 @@ def test_minilm_matches_sentence_transformers(minilm):
 
 def test_minilm_parameter_count(minilm):
     model, _ = minilm
-    assert count_params(model) == param_count_formula(model.config) == MINILM_PARAMS
+    assert count_params(model) == model.config.param_count() == MINILM_PARAMS
+    assert model.config == BertConfig()          # the defaults are MiniLM's
     assert int(np.load(REFERENCE)["n_params"]) == MINILM_PARAMS
 
 

@@ -21,9 +21,9 @@ from lmcourse.models.cnn import (
     CNN,
     check_labels,
     conv_few_channels,
-    count_params,
     max_pool_2x2,
 )
+from lmcourse.models.common import count_params
 from lmcourse.training import to_float_images
 
 # Counts from the TensorFlow CNN tutorial's model.summary(), recomputed by hand:

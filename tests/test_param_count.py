@@ -9,7 +9,6 @@ formulas are checked against arrays, not only against numbers copied from elsewh
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 import pytest
 from flax import nnx
@@ -17,6 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lmcourse import param_count as pc
+from lmcourse.models.bert import Bert
+from lmcourse.models.common import count_params
 
 EXACT_TOTALS = [
     (pc.BERT_BASE, 109_482_240),
@@ -131,8 +132,8 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="heads"):
         pc.GPTConfig("bad heads", vocab_size=10, d_model=10, layers=1, heads=3, n_ctx=4)
     with pytest.raises(ValueError, match="hidden"):
-        pc.BertConfig("bad", vocab_size=10, hidden=-8, layers=1, heads=2, intermediate=4,
-                      max_position=4, type_vocab=2)
+        pc.BertConfig(vocab_size=10, hidden_size=-8, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=4, max_position_embeddings=4, type_vocab_size=2)
     with pytest.raises(ValueError, match="d_model must be an integer"):
         pc.gpt_param_count(50_257, 768.0, 12, 1_024)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="layers must be an integer, got the bool"):
@@ -247,11 +248,6 @@ class LlamaBlock(nnx.Module):
         self.down = nnx.Linear(f, d, use_bias=False, rngs=rngs)
 
 
-def count_params(model: nnx.Module) -> int:
-    """Number of scalars in the module's ``nnx.Param`` leaves (real or abstract arrays)."""
-    return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)))
-
-
 def test_tiny_bert_module_matches_formula():
     model = BertSkeleton(v=97, h=16, n_layers=3, i=40, p=12, t=2, rngs=nnx.Rngs(0))
     # by hand: (97+12+2)*16 + 3*4*(16*16+16) + 3*(2*16*40+40+16) + (2*16+3*4*16) + (16*16+16)
@@ -274,3 +270,20 @@ def test_full_size_gpt2_small_module_shapes_match_hf_count():
     # nnx.eval_shape builds the module with abstract arrays: shapes without 0.5 GB of memory.
     abstract = nnx.eval_shape(lambda: GPTSkeleton(50_257, 768, 12, 1_024, rngs=nnx.Rngs(0)))
     assert count_params(abstract) == 124_439_808
+
+
+def test_formula_equals_our_flax_bert_minilm():
+    # The one BERT formula (pc.BertConfig.param_count) against the real parameter arrays of the
+    # course's Flax Bert, built at MiniLM's size with abstract arrays (no memory, no weights).
+    config = pc.BertConfig()
+    abstract = nnx.eval_shape(lambda: Bert(config, rngs=nnx.Rngs(0)))
+    assert count_params(abstract) == config.param_count() == 22_713_216
+    parts = config.breakdown()
+    assert count_params(abstract.pooler) == parts["head"]
+    # Wrong formula rejected: without the pooler the count is short by exactly its d² + d.
+    assert pc.BertConfig(pooler=False).param_count() == 22_713_216 - (384 * 384 + 384)
+
+
+def test_bert_base_config_builds_a_flax_bert_of_its_count():
+    abstract = nnx.eval_shape(lambda: Bert(pc.BERT_BASE, rngs=nnx.Rngs(0)))
+    assert count_params(abstract) == pc.BERT_BASE.param_count() == 109_482_240

@@ -28,8 +28,11 @@ Every count is an exact Python ``int`` (no floating point), so billions are exac
 
 from __future__ import annotations
 
+import json
+import math
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -300,37 +303,83 @@ def llama_param_count(
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BertConfig:
-    """Hyper-parameters of a BERT encoder, with the size its authors published.
+    """Hyper-parameters of a BERT encoder: the one BERT configuration of the course.
+
+    The model (:class:`lmcourse.models.bert.Bert`) is built from it, chapter 01 counts published
+    models with it and chapter 05 checks the count against the built model. Field names are
+    Hugging Face's ``config.json`` keys (so :meth:`from_json` reads a checkpoint's file); the
+    defaults are all-MiniLM-L6-v2's (22,713,216 parameters with the pooler).
 
     Attributes:
-        name: model name.
-        vocab_size, hidden, layers, intermediate, max_position, type_vocab, pooler: see
-            :func:`bert_param_breakdown`.
-        heads: attention heads (do not change the count; must divide ``hidden``).
-        published_params: the total as printed in the source (rounded by its authors).
+        vocab_size: WordPiece vocabulary ``V``.
+        hidden_size: model width ``H``.
+        num_hidden_layers: encoder layers ``L``.
+        num_attention_heads: heads (do not change the count; must divide ``hidden_size``).
+        intermediate_size: MLP width ``I``.
+        max_position_embeddings: learned positions ``P``.
+        type_vocab_size: segment types ``T``.
+        layer_norm_eps: LayerNorm epsilon (finite, > 0; no parameters).
+        pooler: whether the count includes the pooler (the model always builds one).
+        name: model name (for tables).
+        published_params: the total as printed in ``source`` (rounded by its authors).
         source: where the hyper-parameters and ``published_params`` come from.
+
+    Raises:
+        ValueError: on construction, if a size is not an integer >= 1, ``hidden_size`` is not
+            divisible by ``num_attention_heads``, ``layer_norm_eps`` is not finite and > 0, or
+            ``pooler`` is not a bool (the message names the field).
     """
 
-    name: str
-    vocab_size: int
-    hidden: int
-    layers: int
-    heads: int
-    intermediate: int
-    max_position: int
-    type_vocab: int
+    vocab_size: int = 30_522
+    hidden_size: int = 384
+    num_hidden_layers: int = 6
+    num_attention_heads: int = 12
+    intermediate_size: int = 1_536
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
     pooler: bool = True
-    published_params: int | None = None
-    source: str = ""
+    name: str = field(default="", repr=False)
+    published_params: int | None = field(default=None, repr=False)
+    source: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
-        self.breakdown()  # validates the sizes
-        _check_heads("hidden", self.hidden, self.heads)
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):
+            _size(name, getattr(self, name))
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden_size={self.hidden_size} is not divisible by "
+                             f"num_attention_heads={self.num_attention_heads}")
+        eps = self.layer_norm_eps
+        if isinstance(eps, bool) or not isinstance(eps, int | float | np.floating) \
+                or not math.isfinite(eps) or eps <= 0:
+            raise ValueError(f"layer_norm_eps must be a finite number > 0, got {eps!r}")
+        _flag("pooler", self.pooler)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> BertConfig:
+        """Read the fields above from a Hugging Face ``config.json`` (other keys are ignored).
+
+        Raises:
+            ValueError: the file asks for an activation other than ``gelu`` (erf) or position
+                embeddings other than ``absolute``, which :class:`lmcourse.models.bert.Bert`
+                does not implement, or a field is out of range.
+        """
+        raw = json.loads(Path(path).read_text())
+        if raw.get("hidden_act", "gelu") != "gelu":
+            raise ValueError(f"{path}: hidden_act={raw['hidden_act']!r}, only 'gelu' (erf) is supported")
+        if raw.get("position_embedding_type", "absolute") != "absolute":
+            raise ValueError(f"{path}: position_embedding_type={raw['position_embedding_type']!r}, "
+                             "only 'absolute' (a learned table of positions) is supported")
+        keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                "intermediate_size", "max_position_embeddings", "type_vocab_size", "layer_norm_eps")
+        return cls(**{k: raw[k] for k in keys if k in raw})
 
     def breakdown(self) -> dict[str, int]:
-        """Parameters per component, see :func:`bert_param_breakdown`."""
-        return bert_param_breakdown(self.vocab_size, self.hidden, self.layers, self.intermediate,
-                                    self.max_position, self.type_vocab, self.pooler)
+        """Parameters per component, see :func:`bert_param_breakdown` (the one BERT formula)."""
+        return bert_param_breakdown(self.vocab_size, self.hidden_size, self.num_hidden_layers,
+                                    self.intermediate_size, self.max_position_embeddings,
+                                    self.type_vocab_size, self.pooler)
 
     def param_count(self) -> int:
         """Total parameters (exact ``int``)."""
@@ -427,11 +476,13 @@ _GPT3_SOURCE = ("Brown et al. 2020, 'Language Models are Few-Shot Learners' (arX
                 "§2.1 ('the same model and architecture as GPT-2' apart from alternating sparse "
                 "attention patterns, which add no parameters) and Table D.1 (params 174,600M)")
 
-BERT_BASE = BertConfig("BERT-base", vocab_size=30_522, hidden=768, layers=12, heads=12,
-                       intermediate=3_072, max_position=512, type_vocab=2,
+BERT_BASE = BertConfig(vocab_size=30_522, hidden_size=768, num_hidden_layers=12,
+                       num_attention_heads=12, intermediate_size=3_072,
+                       max_position_embeddings=512, type_vocab_size=2, name="BERT-base",
                        published_params=110_000_000, source=_BERT_SOURCE)
-BERT_LARGE = BertConfig("BERT-large", vocab_size=30_522, hidden=1_024, layers=24, heads=16,
-                        intermediate=4_096, max_position=512, type_vocab=2,
+BERT_LARGE = BertConfig(vocab_size=30_522, hidden_size=1_024, num_hidden_layers=24,
+                        num_attention_heads=16, intermediate_size=4_096,
+                        max_position_embeddings=512, type_vocab_size=2, name="BERT-large",
                         published_params=340_000_000, source=_BERT_SOURCE)
 GPT2_SMALL = GPTConfig("GPT-2 small", vocab_size=50_257, d_model=768, layers=12, heads=12,
                        n_ctx=1_024, published_params=117_000_000, source=_GPT2_SOURCE)

@@ -9,7 +9,9 @@ Pieces:
 * penalties: :func:`l1_penalty`, :func:`l2_penalty` over the weight matrices picked by
   :func:`penalty_mask` (biases are not penalised);
 * model: :class:`MLP`, a one-hidden-layer perceptron whose :func:`dropout` takes its key and its
-  rate as arguments (so the rate can be a traced, vmapped value);
+  rate as arguments (so the rate can be a traced, vmapped value); both live in
+  :mod:`lmcourse.models.mlp` (every Flax model of the course is in ``lmcourse.models``) and are
+  re-exported here;
 * training: :class:`Hyper` (the remedies' strengths as traced values: L1, L2, dropout rate,
   decoupled weight decay, shift, flip probability), :class:`TrainConfig` (static settings),
   :func:`make_train_step`, :func:`make_run` (a whole training run as one pure function:
@@ -53,58 +55,15 @@ import numpy as np
 import optax
 from flax import nnx
 
-# --- input checks (where values are concrete) ---------------------------------------------------
-
-_TRACED = (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError)
-
-
-def _concrete(value) -> np.ndarray | None:
-    """``value`` as a NumPy array if it is a concrete number or array, ``None`` if it is traced
-    (inside ``jit``/``vmap``/``grad``: no Python ``if`` can test it) or not numeric at all (JAX
-    rebuilds pytrees such as :class:`Hyper` with placeholders while tracing)."""
-    try:
-        a = np.asarray(value)
-    except _TRACED:
-        return None
-    return a if a.dtype.kind in "biuf" else None
-
-
-def _check_range(name: str, value, low: float, high: float | None, hint: str) -> None:
-    """Raise ``ValueError`` unless every element of a concrete ``value`` is in ``[low, high]``
-    (``high=None``: no upper bound) and not NaN; traced values pass (see the module docstring)."""
-    a = _concrete(value)
-    if a is None:
-        return
-    ok = (a >= low) & (a <= high) if high is not None else (a >= low) & np.isfinite(a)
-    if not np.all(ok):   # NaN fails every comparison
-        bad = a[~ok].reshape(-1)[0] if a.ndim else a
-        interval = f"[{low:g}, {high:g}]" if high is not None else f"[{low:g}, inf)"
-        raise ValueError(f"{name} must be in {interval}, got {float(bad)!r}; {hint}")
-
-
-def _check_probability(name: str, value) -> None:
-    _check_range(name, value, 0.0, 1.0, "it is a probability (0 = never, 1 = always)")
-
-
-def _check_count(name: str, value, low: int = 0, high: int | None = None) -> None:
-    """A concrete ``value`` (scalar or array) must hold whole numbers in ``[low, high]``."""
-    a = _concrete(value)
-    if a is None:
-        return
-    if a.dtype.kind == "f" and not np.all(np.isfinite(a) & (a == np.round(a))):
-        raise ValueError(f"{name} must be a whole number (pixels), got {a.tolist()!r}")
-    hint = f"it is at most {high} here" if high is not None else "it is a count"
-    _check_range(name, a, low, high, hint)
-
-
-def _check_int(name: str, value, low: int) -> int:
-    """A Python (or NumPy) integer ``>= low``; bools and floats are refused."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value}")
-    return int(value)
-
+# The input checks (where values are concrete) are shared with the models; the MLP and its
+# explicit dropout live in ``lmcourse.models.mlp`` and are re-exported here (``R.MLP``,
+# ``R.dropout``), the names chapter 04 uses.
+from lmcourse.models.common import check_count as _check_count
+from lmcourse.models.common import check_int as _check_int
+from lmcourse.models.common import check_probability as _check_probability
+from lmcourse.models.common import check_range as _check_range
+from lmcourse.models.common import concrete as _concrete
+from lmcourse.models.mlp import MLP, dropout  # noqa: F401  (re-exported: R.MLP, R.dropout)
 
 # --- data augmentation (数据增强) ----------------------------------------------------------------
 
@@ -267,78 +226,6 @@ def l2_penalty(params) -> jax.Array:
     Technometrics 1970); with Adam it is not (see :func:`make_train_step`).
     """
     return sum((0.5 * jnp.square(p).sum() for p in _penalised_leaves(params)), jnp.float32(0.0))
-
-
-# --- a model with explicit dropout (随机失活) ----------------------------------------------------
-
-
-def dropout(key: jax.Array, x: jax.Array, rate: float | jax.Array) -> jax.Array:
-    """Inverted dropout (Srivastava et al., 2014): zero each unit with probability ``rate`` and
-    scale the survivors by ``1 / (1 - rate)``, so that ``E[dropout(x)] = x`` and nothing needs
-    rescaling at test time.
-
-    Args:
-        key: ``jax.random`` key.
-        x: any-shape float array.
-        rate: drop probability in ``[0, 1]``; may be a traced scalar. ``rate = 0`` returns ``x``
-            exactly; ``rate = 1`` returns zeros, with a zero (not NaN) gradient: the scale
-            ``1 / (1 - rate)`` is never formed there (a ``jnp.where`` on a safe denominator, so
-            that no ``inf`` enters the backward pass either).
-
-    Returns:
-        Array of ``x``'s shape and dtype.
-
-    Raises:
-        ValueError: a concrete ``rate`` outside ``[0, 1]`` or NaN, e.g. -0.5, 1.5 (a traced one
-            is not checked: JAX cannot branch on it; see the module docstring).
-    """
-    _check_probability("dropout rate", rate)
-    keep_prob = 1.0 - jnp.asarray(rate, jnp.float32)
-    keep = jax.random.bernoulli(key, keep_prob, x.shape)
-    safe = jnp.where(keep_prob > 0, keep_prob, 1.0)     # rate 1: every unit dropped, no 1/0
-    return jnp.where(keep, x / safe, 0.0).astype(x.dtype)
-
-
-class MLP(nnx.Module):
-    """A multilayer perceptron: flatten → Dense(hidden) → ReLU → [dropout] → Dense(classes).
-
-    ``__call__(x, *, key=None, dropout_rate=0.0)`` maps ``(N, ...)`` float32 inputs (e.g.
-    ``(N, 28, 28, 1)`` images) to ``(N, num_classes)`` logits. Dropout is applied only when a
-    ``key`` is given (training); its ``dropout_rate`` is an argument, not an attribute, so it can be
-    a traced value that ``jax.vmap`` varies across models.
-
-    Args:
-        rngs: ``nnx.Rngs`` for initialisation (Flax defaults: LeCun-normal kernels, zero biases).
-        in_features: flattened input size (784 for 28×28×1).
-        hidden: hidden units.
-        num_classes: output logits.
-
-    Raises:
-        ValueError: a size that is not a positive integer; in ``__call__``, an input whose
-            flattened size is not ``in_features``, or a concrete ``dropout_rate`` outside
-            ``[0, 1]`` or NaN (see :func:`dropout`).
-    """
-
-    def __init__(self, rngs: nnx.Rngs, in_features: int = 784, hidden: int = 256,
-                 num_classes: int = 10):
-        for name, value in (("in_features", in_features), ("hidden", hidden),
-                            ("num_classes", num_classes)):
-            _check_int(name, value, 1)
-        self.hidden = nnx.Linear(in_features, hidden, rngs=rngs)
-        self.out = nnx.Linear(hidden, num_classes, rngs=rngs)
-
-    def __call__(self, x: jax.Array, *, key: jax.Array | None = None,
-                 dropout_rate: float | jax.Array = 0.0) -> jax.Array:
-        flat = x.reshape(x.shape[0], -1)
-        if flat.shape[1] != self.hidden.in_features:
-            raise ValueError(f"the MLP expects inputs of {self.hidden.in_features} values per "
-                             f"example, got shape {x.shape}")
-        h = nnx.relu(self.hidden(flat))
-        if key is None:
-            _check_probability("dropout rate", dropout_rate)
-        else:
-            h = dropout(key, h, dropout_rate)
-        return self.out(h)
 
 
 # --- training as pure functions ---------------------------------------------------------------

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lmcourse.data.images import ImageData, load_fashion_mnist, load_mnist
+from lmcourse.metrics import box_iou
 
 
 @dataclass(frozen=True)
@@ -112,15 +113,6 @@ def tight_box(mask: np.ndarray) -> np.ndarray:
     return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float32)
 
 
-def _iou_one(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    w = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
-    h = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
-    inter = w * h
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    return inter / (area + areas - inter)
-
-
 def make_scenes(images: np.ndarray, labels: np.ndarray, n_scenes: int, *, canvas_size: int = 64,
                 min_objects: int = 1, max_objects: int = 5,
                 scale_range: tuple[float, float] = (0.6, 1.2), max_iou: float = 0.2,
@@ -209,7 +201,7 @@ def make_scenes(images: np.ndarray, labels: np.ndarray, n_scenes: int, *, canvas
             for _try in range(max_tries):
                 y, x = int(rng.integers(0, canvas_size - h + 1)), int(rng.integers(0, canvas_size - w + 1))
                 box = local + np.array([x, y, x, y], np.float32)
-                if not placed or _iou_one(box, np.stack(placed)).max() <= max_iou:
+                if not placed or box_iou(box, np.stack(placed)).max() <= max_iou:
                     break
             else:
                 continue

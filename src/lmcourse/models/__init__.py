@@ -1,5 +1,10 @@
-"""Models shared by several chapters."""
+"""Models shared by several chapters (every Flax model of the course lives in this package).
+
+``count_params`` (in :mod:`lmcourse.models.common`) counts the parameters of any of them.
+"""
 
 from lmcourse.models.cnn import CNN, max_pool_2x2
+from lmcourse.models.common import count_params
+from lmcourse.models.mlp import MLP
 
-__all__ = ["CNN", "max_pool_2x2"]
+__all__ = ["CNN", "MLP", "count_params", "max_pool_2x2"]

@@ -19,13 +19,16 @@ eagerly). Inside a transformation (``jit``, ``grad``) the ids are tracers withou
 public entry points that take sentences (:func:`encode`) validate the concrete ids *before*
 entering their compiled function; code that jits its own calls of the model should validate its
 ids once with :func:`validate_inputs` (a cheap NumPy check).
+
+The configuration is :class:`lmcourse.param_count.BertConfig` (re-exported here), the one BERT
+configuration of the course; its :meth:`~lmcourse.param_count.BertConfig.param_count` is the one
+parameter formula, and ``tests/test_bert.py`` checks it against :func:`count_params` of the built
+model (22,713,216 for MiniLM).
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import jax
@@ -33,72 +36,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lmcourse.models.attention import (
-    EncoderBlock,
-    check_positive_float,
-    check_positive_int,
-    padding_mask,
-)
+from lmcourse.models.attention import EncoderBlock, check_positive_int, padding_mask
+from lmcourse.models.common import count_params  # noqa: F401  (re-exported: chapter 06 imports it from here)
+from lmcourse.param_count import BertConfig
 from lmcourse.progress import progress as progress_bar
-
-
-@dataclass(frozen=True)
-class BertConfig:
-    """The hyper-parameters of a BERT encoder (names as in Hugging Face's ``config.json``).
-
-    Defaults are all-MiniLM-L6-v2's. Every size must be a positive integer and ``hidden_size``
-    a multiple of ``num_attention_heads``; ``layer_norm_eps`` finite and > 0.
-
-    Raises:
-        ValueError: on construction, if a field is out of range (the message names it).
-    """
-
-    vocab_size: int = 30522
-    hidden_size: int = 384
-    num_hidden_layers: int = 6
-    num_attention_heads: int = 12
-    intermediate_size: int = 1536
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
-    layer_norm_eps: float = 1e-12
-
-    def __post_init__(self):
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):
-            check_positive_int(name, getattr(self, name))
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size={self.hidden_size} is not divisible by "
-                             f"num_attention_heads={self.num_attention_heads}")
-        check_positive_float("layer_norm_eps", self.layer_norm_eps)
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> BertConfig:
-        """Read the fields above from a Hugging Face ``config.json`` (other keys are ignored).
-
-        Raises:
-            ValueError: the file asks for an activation other than ``gelu`` (erf) or position
-                embeddings other than ``absolute``, which this model does not implement, or a
-                field is out of range.
-        """
-        raw = json.loads(Path(path).read_text())
-        if raw.get("hidden_act", "gelu") != "gelu":
-            raise ValueError(f"{path}: hidden_act={raw['hidden_act']!r}, only 'gelu' (erf) is supported")
-        if raw.get("position_embedding_type", "absolute") != "absolute":
-            raise ValueError(f"{path}: position_embedding_type={raw['position_embedding_type']!r}, "
-                             "only 'absolute' (a learned table of positions) is supported")
-        return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
-
-
-def param_count_formula(c: BertConfig, *, pooler: bool = True) -> int:
-    """Parameters of :class:`Bert` from its hyper-parameters (weights + biases + LayerNorms).
-
-    Embeddings (V + P + T)·d + 2d; per layer 4(d² + d) attention + 2·d·d_ff + d_ff + d FFN + 4d
-    for two LayerNorms; pooler d² + d.
-    """
-    d, f = c.hidden_size, c.intermediate_size
-    emb = (c.vocab_size + c.max_position_embeddings + c.type_vocab_size) * d + 2 * d
-    layer = 4 * (d * d + d) + (d * f + f) + (f * d + d) + 4 * d
-    return emb + c.num_hidden_layers * layer + (d * d + d if pooler else 0)
 
 
 def _values(x) -> np.ndarray | None:
@@ -227,11 +168,6 @@ class Bert(nnx.Module):
     def pooled(self, hidden: jax.Array) -> jax.Array:
         """BERT's pooler: tanh(W h_[CLS] + b), ``(B, L, d)`` → ``(B, d)`` (unused by MiniLM's embeddings)."""
         return jnp.tanh(self.pooler(hidden[:, 0]))
-
-
-def count_params(model: nnx.Module) -> int:
-    """Number of scalars in ``model``'s ``nnx.Param`` variables."""
-    return sum(int(p.size) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
 def mean_pool(hidden: jax.Array, attention_mask: jax.Array) -> jax.Array:

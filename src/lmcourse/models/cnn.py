@@ -33,6 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from lmcourse.models.common import count_params  # noqa: F401  (re-exported: chapter 03 imports it from here)
+
 #: Largest number of input channels for which :func:`conv_few_channels` uses shifted products.
 FEW_CHANNELS = 4
 
@@ -255,11 +257,6 @@ class CNN(nnx.Module):
         x = x.reshape(x.shape[0], -1)
         x = nnx.relu(self.dense1(x))
         return self.dense2(self.dropout(x))
-
-
-def count_params(model: nnx.Module) -> int:
-    """Number of trainable scalars (``nnx.Param`` leaves) in ``model``."""
-    return sum(int(jnp.size(p)) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
 # --- labels, and the chapter's diagnosis of a training log ------------------------------------
