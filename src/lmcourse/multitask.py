@@ -49,7 +49,9 @@ from flax import nnx
 
 from lmcourse.compat import apply_gradients, make_optimizer
 from lmcourse.metrics import pearson_r, precision_recall_f1
-from lmcourse.models.bert import Bert, BertConfig, mean_pool
+from lmcourse.models.bert import Bert, mean_pool
+from lmcourse.models.common import concrete
+from lmcourse.param_count import BertConfig
 from lmcourse.progress import progress as progress_bar
 from lmcourse.training import EpochBatches, History, train_loop
 
@@ -89,21 +91,13 @@ def _float(name: str, value: object, low: float = 0.0, *, low_open: bool = False
     return x
 
 
-def _concrete(x: Any) -> np.ndarray | None:
-    """``x`` as a NumPy array, or ``None`` for a tracer (inside jit/grad/vmap: no values)."""
-    try:
-        return np.asarray(x)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError, TypeError):
-        return None
-
-
 def check_weights(weights: Any) -> tuple[float, float, float]:
     """The task weights ``(w_int, w_pol, w_dom)`` as floats, checked.
 
     Raises:
         ValueError: not three numbers, or one is negative, NaN or infinite.
     """
-    w = np.asarray(weights, dtype=np.float64) if _concrete(weights) is not None else None
+    w = np.asarray(weights, dtype=np.float64) if concrete(weights) is not None else None
     if w is None or w.shape != (3,):
         raise ValueError(f"weights must be three numbers (w_intensity, w_polarity, w_domain), "
                          f"got {weights!r}")
@@ -237,10 +231,10 @@ def joint_loss(outputs: dict[str, jax.Array], targets: dict[str, jax.Array],
         ValueError: (concrete values only) a weight is negative, NaN or infinite, or a class
             label is outside its range.
     """
-    if _concrete(weights) is not None:
+    if concrete(weights) is not None:
         check_weights(weights)
     for k in ("polarity", "domain"):
-        y = _concrete(targets[k])
+        y = concrete(targets[k])
         if y is not None:
             check_labels(f"targets['{k}']", y, N_CLASSES[k])
     ce = optax.softmax_cross_entropy_with_integer_labels

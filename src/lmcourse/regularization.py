@@ -425,6 +425,11 @@ def make_run(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, config: T
              ) -> Callable:
     """A whole training run as one pure function (``lax.scan`` over epochs and steps).
 
+    It runs all epochs (and, under ``vmap``, all seeds or folds) inside one ``jit`` on purpose:
+    chapter 04 teaches that form, so it does not use :func:`lmcourse.training.train_loop`, the
+    course's one Python loop over jitted steps (which checkpoints, shows progress and stops on a
+    non-finite loss).
+
     ``run(params, key, hyper, x, y, train_idx, val_idx) -> RunResult``:
 
     * ``params``: initial ``nnx.State``; ``key``: ``jax.random`` key (shuffling, augmentation,

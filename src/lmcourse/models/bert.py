@@ -37,7 +37,6 @@ import numpy as np
 from flax import nnx
 
 from lmcourse.models.attention import EncoderBlock, check_positive_int, padding_mask
-from lmcourse.models.common import count_params  # noqa: F401  (re-exported: chapter 06 imports it from here)
 from lmcourse.param_count import BertConfig
 from lmcourse.progress import progress as progress_bar
 

@@ -33,8 +33,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lmcourse.models.common import count_params  # noqa: F401  (re-exported: chapter 03 imports it from here)
-
 #: Largest number of input channels for which :func:`conv_few_channels` uses shifted products.
 FEW_CHANNELS = 4
 
