@@ -61,3 +61,18 @@ def test_committed_outputs_hold_no_machine_path(path):
     found = machine_paths(nb, extra=(str(ROOT), str(Path.home())))
     assert not found, (f"{path.name} shows absolute paths of the machine that ran it (print them with "
                        f"lmcourse.data.fetch.display_path): {found[:3]}")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_committed_outputs_hold_no_widget_debris_or_figure_problems(path):
+    """Progress bars leave one summary line, not widget state (``tools/run_course.py`` sets
+    ``LMCOURSE_PROGRESS=0``); every figure passed ``lmcourse.plotting.check_figure``."""
+    nb = json.loads(path.read_text())
+    assert "widgets" not in nb.get("metadata", {}), (
+        f"{path.name} keeps widget state in its metadata: re-execute it with tools/run_course.py")
+    for index, cell in enumerate(nb["cells"]):
+        for output in cell.get("outputs", []):
+            assert "application/vnd.jupyter.widget-view+json" not in output.get("data", {}), (
+                f"{path.name} cell {index} keeps a progress widget: re-execute it with tools/run_course.py")
+    problems = [(i, t.strip()[:120]) for i, t in _output_texts(nb) if "FIGURE CHECK" in t]
+    assert not problems, f"{path.name} has figures without labels, title or legend: {problems[:3]}"
