@@ -97,6 +97,19 @@ def _check_positive(name: str, value: Any) -> float:
     return v
 
 
+def _check_batch_size(batch_size: Any, n: int) -> int:
+    """``batch_size`` as an int in ``[1, n]`` (``n`` training ratings).
+
+    Raises:
+        ValueError: not an integer (bools refused) or outside ``[1, n]``.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not (
+            1 <= batch_size <= n):
+        raise ValueError(f"batch_size must be an integer between 1 and the {n:,} training "
+                         f"ratings, got {batch_size!r}")
+    return int(batch_size)
+
+
 def _check_penalty(penalty: str) -> str:
     if penalty not in PENALTIES:
         raise ValueError(f"penalty must be one of {PENALTIES}, got {penalty!r}")
@@ -442,11 +455,7 @@ def train_mf(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int, *,
     epochs = _check_size("epochs", epochs)
     init_scale = _check_nonneg("init_scale", init_scale)
     n = len(rating)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not (
-            1 <= batch_size <= n):
-        raise ValueError(f"batch_size must be an integer between 1 and the {n:,} training "
-                         f"ratings, got {batch_size!r}")
-    batch_size = int(batch_size)
+    batch_size = _check_batch_size(batch_size, n)
     b = fit_biases(user, movie, rating, n_users, n_movies, lam_movie=lam, lam_user=lam,
                    n_sweeps=10, penalty=penalty)
     kp, kq = jax.random.split(jax.random.key(seed))
@@ -558,10 +567,7 @@ def train_neumf(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int,
     weight_decay = _check_nonneg("weight_decay", weight_decay)
     l2 = _check_nonneg("l2", l2)
     n = len(rating)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not (
-            1 <= batch_size <= n):
-        raise ValueError(f"batch_size must be an integer between 1 and the {n:,} training "
-                         f"ratings, got {batch_size!r}")
+    batch_size = _check_batch_size(batch_size, n)
     if init_biases is not None and (len(init_biases.b_user), len(init_biases.b_movie)) != (
             n_users, n_movies):
         raise ValueError(f"init_biases has {len(init_biases.b_user)} users and "
