@@ -20,10 +20,16 @@ import numpy as np
 import pytest
 
 from lmcourse.data import catalog, cli
-from lmcourse.data.fetch import DATA_DIR_ENV, OFFLINE_ENV, DatasetUnavailableError, sha256_file
+from lmcourse.data.fetch import (
+    DATA_DIR_ENV,
+    OFFLINE_ENV,
+    DatasetUnavailableError,
+    cache_root,
+    sha256_file,
+)
 from lmcourse.data.registry import REGISTRY, VADER
 
-REAL_CACHE = Path(__file__).resolve().parents[1] / "data"
+REAL_CACHE = cache_root()   # the cache the course uses here (LMCOURSE_DATA_DIR or data/), read only
 
 
 @pytest.fixture
@@ -31,7 +37,7 @@ def vader_cache(tmp_path, monkeypatch):
     """A temporary cache holding a copy of the four VADER files (skip if the real cache lacks them)."""
     src = REAL_CACHE / "vader"
     if not all((src / f.name).is_file() for f in VADER.files):
-        pytest.skip("the VADER corpora are not in data/ (run `make data`)")
+        pytest.skip(f"the VADER corpora are not in the data cache {REAL_CACHE} (run `make data`)")
     root = tmp_path / "cache"
     (root / "vader").mkdir(parents=True)
     for f in VADER.files:
