@@ -22,3 +22,10 @@ def test_imports_are_resolved_to_the_defining_module():
     assert course_map.imported_modules(src, known) == {"data.images", "metrics"}
     assert course_map.imported_modules("from lmcourse.models import cnn", known) == {"models.cnn"}
     assert course_map.imported_modules("import numpy as np", known) == set()
+
+
+def test_each_module_says_where_it_is_used():
+    stale = [m for m, line in course_map.usage_lines().items()
+             if line not in course_map.module_path(m).read_text()]
+    assert not stale, (f"these modules' 'Used in chapters' lines are stale: {stale}; run "
+                       "`python tools/course_map.py --docstrings`")

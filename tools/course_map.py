@@ -6,6 +6,7 @@ file *covers* a module when it imports it. ::
 
     python tools/course_map.py           # print the generated block
     python tools/course_map.py --write   # replace the block between the markers in README.md
+    python tools/course_map.py --docstrings   # write each module's "Used in chapters" line
 
 ``tests/test_course_map.py`` fails when README.md's map is stale.
 """
@@ -16,6 +17,7 @@ import ast
 import importlib
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -105,7 +107,72 @@ def render() -> str:
     return "\n".join(lines)
 
 
+def module_path(module: str) -> Path:
+    """The source file of ``lmcourse.<module>`` (a package's ``__init__.py``)."""
+    path = SRC / (module.replace(".", "/") + ".py")
+    return path if path.exists() else SRC / module.replace(".", "/") / "__init__.py"
+
+
+def usage_lines() -> dict[str, str]:
+    """``{module: "Used in chapters: ..."}``, the line each module's docstring carries.
+
+    A chapter uses a module when its notebook imports it; the package modules that import it
+    are named too (so a model used only through ``recsys`` says so).
+    """
+    known = module_names()
+    chapters: dict[str, list[str]] = {m: [] for m in known}
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        for m in notebook_modules(path, known):
+            chapters[m].append(path.name[:2])
+    importers: dict[str, list[str]] = {m: [] for m in known}
+    for m in known:
+        for used in imported_modules(module_path(m).read_text(), known) - {m}:
+            if not (module_path(m).name == "__init__.py"):   # re-exports are not uses
+                importers[used].append(m)
+    lines = {}
+    for m in known:
+        text = "Used in chapters: " + (", ".join(chapters[m]) or "none directly")
+        if importers[m]:
+            text += "; imported by " + ", ".join(f"``lmcourse.{i}``" for i in sorted(importers[m]))
+        lines[m] = textwrap.fill(text + ".", width=100)
+    return lines
+
+
+def write_usage(module: str, line: str) -> bool:
+    """Put ``line`` as the second paragraph of the module's docstring (replacing an older
+    "Used in chapter..." paragraph); return whether the file changed.
+
+    Works on the source text (not the evaluated docstring), so escapes in it are kept.
+
+    Raises:
+        ValueError: the module has no docstring in triple double quotes.
+    """
+    path = module_path(module)
+    text = path.read_text()
+    start = text.find('"""')
+    stop = text.find('"""', start + 3)
+    if start < 0 or stop < 0 or text[:start].strip().startswith(("import", "from")):
+        raise ValueError(f"{path} has no module docstring to carry its 'Used in chapters' line")
+    paragraphs = [p for p in text[start + 3:stop].split("\n\n")
+                  if not p.lstrip().startswith("Used in chapter")]
+    body = "\n\n".join(paragraphs[:1] + [line] + paragraphs[1:])
+    if "\n" not in text[start + 3:stop]:          # a one-line docstring: close it on its own line
+        body += "\n"
+    new_text = text[:start + 3] + body + text[stop:]
+    if new_text != text:
+        path.write_text(new_text)
+    return new_text != text
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if "--docstrings" in argv:       # rewrite each module's "Used in chapters" line
+        changed = [m for m, line in usage_lines().items() if write_usage(m, line)]
+        print(f"updated {len(changed)} module docstrings" + (f": {', '.join(changed)}" if changed else ""))
+        argv = [a for a in argv if a != "--docstrings"]
+        if not argv:
+            return 0
     return readme_block.main(render, BEGIN, END, __doc__.splitlines()[0], argv)
 
 

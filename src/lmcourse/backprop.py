@@ -1,5 +1,7 @@
 """A multilayer perceptron in NumPy with a hand-written backward pass (chapter 02).
 
+Used in chapters: 02.
+
 The network maps a batch of inputs ``x`` (shape ``(batch_size, n_in)``) to class scores
 (``logits``, shape ``(batch_size, n_classes)``)::
 

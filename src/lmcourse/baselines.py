@@ -1,7 +1,6 @@
 """Baselines that are models but not the course's own: scores the chapters compare with.
 
-Used in chapters: 06 (the VADER rule-based sentiment scorer on the VADER corpora).
-"""
+Used in chapters: 06; imported by ``lmcourse.data.catalog``."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """Checkpoints of a training run with Orbax, so that a run can stop and resume (issue 12).
 
+Used in chapters: none directly; imported by ``lmcourse.models.detector``, ``lmcourse.multitask``,
+``lmcourse.recsys``, ``lmcourse.training``.
+
 Used by :func:`lmcourse.training.train_loop` (and so by ``fit``, the detector, the multi-task
 encoder and NeuMF). A checkpoint is one numbered folder per saved step under ``directory``,
 written by ``orbax.checkpoint.CheckpointManager`` (https://orbax.readthedocs.io) with two items:

@@ -1,6 +1,8 @@
 """Detection helpers for chapter 08: CenterNet targets, box decoding, non-maximum suppression
 (per class and class-agnostic), box-aware augmentation, a saliency map and Grad-CAM.
 
+Used in chapters: 08; imported by ``lmcourse.models.detector``.
+
 Boxes are ``(x1, y1, x2, y2)`` in continuous pixel coordinates (see :mod:`lmcourse.data.scenes`).
 The detector (:mod:`lmcourse.models.detector`) follows CenterNet — X. Zhou, D. Wang,
 P. Krähenbühl, *Objects as Points*, arXiv:1904.07850 (2019): one heatmap per class whose peaks

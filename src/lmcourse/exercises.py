@@ -1,5 +1,7 @@
 """The "run me to check your answer" helper that every chapter's exercises use.
 
+Used in chapters: 00, 01, 02, 03, 04, 05, 06, 08, 09, 10.
+
 Each exercise has three cells:
 
 1. the student's stub, with one name (``my_f_beta``) whose body raises ``NotImplementedError``;

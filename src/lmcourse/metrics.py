@@ -1,5 +1,8 @@
 """Evaluation metrics in NumPy, written to agree with scikit-learn (chapter 10 teaches them).
 
+Used in chapters: 06, 08, 09, 10; imported by ``lmcourse.data.scenes``, ``lmcourse.detection``,
+``lmcourse.multitask``, ``lmcourse.recsys``.
+
 Classification from labels
     :func:`accuracy`, :func:`confusion_matrix`, :func:`confusion_counts` (TP, FP, FN, TN),
     :func:`precision_recall_f1` and its shortcuts :func:`precision`, :func:`recall`,

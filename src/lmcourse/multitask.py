@@ -1,5 +1,7 @@
 """Multi-task learning 多任务学习 on a shared sentence encoder (chapter 06).
 
+Used in chapters: 06.
+
 One encoder, three heads trained together on the VADER corpora (:mod:`lmcourse.data.vader`):
 
 * **intensity**: regression of the mean human rating, scaled to [-1, 1] (rating / 4);

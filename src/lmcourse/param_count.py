@@ -1,5 +1,7 @@
 """Count the parameters of a Transformer from its hyper-parameters.
 
+Used in chapters: 01, 05; imported by ``lmcourse.models.bert``, ``lmcourse.multitask``.
+
 A parameter (参数) is one trainable number: one entry of a weight matrix, a bias vector, an
 embedding table or a normalisation scale. A Transformer's count follows from a handful of
 hyper-parameters, layer by layer; this module writes the count out per component so that

@@ -1,5 +1,7 @@
 """Figures people can read: a colour-blind-safe style and a checker for unlabelled plots.
 
+Used in chapters: none directly; imported by ``lmcourse.config``.
+
 * :data:`OKABE_ITO` is the colour cycle of every line, bar and scatter after
   :func:`apply_style` (which :func:`lmcourse.config.setup_notebook` calls): the eight colours of
   Okabe & Ito, *Color Universal Design* (2002/2008), as recommended by B. Wong, "Points of view:

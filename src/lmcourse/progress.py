@@ -1,5 +1,8 @@
 """Progress bars for long loops that leave one summary line behind.
 
+Used in chapters: 03, 08; imported by ``lmcourse.models.bert``, ``lmcourse.models.detector``,
+``lmcourse.multitask``, ``lmcourse.recsys``, ``lmcourse.training``.
+
 :func:`progress` wraps an iterable (or a manual count) in a `tqdm <https://tqdm.github.io>`_ bar
 and prints ONE summary line when the work ends, e.g.
 ``train: 76,800 img (600 steps) in 16.5 s, 4,660 img/s, final loss 0.081``.

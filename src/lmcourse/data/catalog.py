@@ -1,5 +1,7 @@
 """One catalog of every piece of data the course's chapters need, and :func:`require`.
 
+Used in chapters: none directly; imported by ``lmcourse.config``, ``lmcourse.data.cli``.
+
 Each :class:`Item` says what it is, which chapters use it, where it comes from, how it is checked
 and how big it is. Three kinds:
 

@@ -1,5 +1,7 @@
 """``python -m lmcourse.data``: list, fetch, verify, pack and unpack the course's data.
 
+Used in chapters: none directly.
+
 Workshop flow (see ``data/README.md``)::
 
     make data                                        # = fetch + verify, on a machine online

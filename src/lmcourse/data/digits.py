@@ -1,4 +1,7 @@
-"""scikit-learn's 8×8 handwritten digits (UCI "Optical Recognition of Handwritten Digits")."""
+"""scikit-learn's 8×8 handwritten digits (UCI "Optical Recognition of Handwritten Digits").
+
+Used in chapters: none directly.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
 """Getting a registered dataset's files into the cache, safely.
 
+Used in chapters: 00, 06; imported by ``lmcourse.data.catalog``, ``lmcourse.data.cli``,
+``lmcourse.data.images``, ``lmcourse.data.movielens``, ``lmcourse.data.pretrained``,
+``lmcourse.data.vader``, ``lmcourse.recsys``.
+
 :func:`ensure_files` looks in the cache first, then tries each source of the dataset in order
 (see :mod:`lmcourse.data.registry`). Every file is written to a temporary name inside the cache,
 checked against its SHA-256, and only then renamed into place (an atomic ``os.replace``), so the

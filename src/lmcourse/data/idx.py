@@ -1,5 +1,7 @@
 """Reading and writing IDX files, the format of MNIST and Fashion-MNIST.
 
+Used in chapters: none directly; imported by ``lmcourse.data.images``.
+
 Format (LeCun et al., http://yann.lecun.com/exdb/mnist/, "FILE FORMATS FOR THE MNIST DATABASE"):
 a 4-byte magic number ``0x00 0x00 <type> <ndim>``, then ``ndim`` big-endian uint32 sizes, then the
 data in C order. Type ``0x08`` is unsigned byte, the only type the datasets here use.

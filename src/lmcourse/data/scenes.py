@@ -1,5 +1,7 @@
 """Object-detection scenes composed from real MNIST / Fashion-MNIST images (chapter 08).
 
+Used in chapters: 08; imported by ``lmcourse.models.detector``.
+
 A scene is a ``canvas_size × canvas_size`` grey image on which 1–5 real 28×28 images were pasted
 at a random scale and position. Each pasted object has an *exact* box: the tight box around the
 non-zero pixels of the rescaled image, in continuous pixel coordinates ``(x1, y1, x2, y2)``

@@ -1,5 +1,7 @@
 """The four human-rated sentiment corpora of the VADER paper, parsed, checked and split.
 
+Used in chapters: 06; imported by ``lmcourse.data.catalog``.
+
 Hutto & Gilbert (2014), *VADER: A Parsimonious Rule-based Model for Sentiment Analysis of Social
 Media Text*, ICWSM-14, section 3.4: 20 trained raters scored every sentence from -4 (extremely
 negative) to +4 (extremely positive); the files hold the mean rating.

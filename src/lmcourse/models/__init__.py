@@ -1,5 +1,7 @@
 """Models shared by several chapters (every Flax model of the course lives in this package).
 
+Used in chapters: none directly.
+
 ``count_params`` (in :mod:`lmcourse.models.common`) counts the parameters of any of them.
 """
 

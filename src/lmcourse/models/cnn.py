@@ -1,5 +1,7 @@
 """The article's (and TensorFlow's CNN tutorial's) small convolutional network, in Flax NNX.
 
+Used in chapters: 03, 08, 10.
+
 Conv32 3×3 – MaxPool 2 – Conv64 3×3 – MaxPool 2 – Conv64 3×3 – Flatten – Dense64 – Dense10,
 ReLU after every convolution and the hidden dense layer, ``VALID`` padding as in the tutorial:
 28×28 → 26 → 13 → 11 → 5 → 3, so 3·3·64 = 576 features reach Dense64; 93,322 parameters for

@@ -1,6 +1,7 @@
 """Helpers shared by the models of ``lmcourse.models``.
 
-Used in chapters 01, 03, 04, 05 and 06 (through the models that import it).
+Used in chapters: 03, 05, 06; imported by ``lmcourse.models.mlp``, ``lmcourse.multitask``,
+``lmcourse.regularization``.
 
 * :func:`count_params`: the number of trainable scalars of a Flax NNX module (real or abstract,
   e.g. built with ``nnx.eval_shape``); the one place the course counts a built model.

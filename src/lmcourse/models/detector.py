@@ -1,5 +1,7 @@
 """A small single-stage, anchor-free detector in Flax NNX: CenterNet (chapter 08).
 
+Used in chapters: 08.
+
 Source: X. Zhou, D. Wang, P. Krähenbühl, *Objects as Points*, arXiv:1904.07850 (2019). The
 backbone here is a tiny plain CNN (output stride 4) instead of the paper's Hourglass / DLA; the
 heads, targets (:func:`lmcourse.detection.centernet_targets`) and loss are the paper's:

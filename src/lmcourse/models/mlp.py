@@ -1,7 +1,6 @@
 """A multilayer perceptron with explicit dropout, in Flax NNX.
 
-Used in chapter 04 (``lmcourse.regularization`` trains it, and re-exports :class:`MLP` and
-:func:`dropout` as ``R.MLP`` and ``R.dropout``).
+Used in chapters: none directly; imported by ``lmcourse.regularization``.
 
 :func:`dropout` takes its key and its rate as arguments (not module attributes), so the rate can
 be a traced value that ``jax.vmap`` varies across models. Concrete bad values raise

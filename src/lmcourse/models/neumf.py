@@ -1,7 +1,6 @@
 """NeuMF, neural collaborative filtering in Flax NNX (chapter 09), regressing ratings.
 
-Used in chapter 09 through :func:`lmcourse.recsys.train_neumf` and
-:func:`lmcourse.recsys.neumf_predict`.
+Used in chapters: none directly; imported by ``lmcourse.recsys``.
 
 Source: X. He, L. Liao, H. Zhang, L. Nie, X. Hu, T.-S. Chua, *Neural Collaborative Filtering*,
 WWW 2017 (fig. 3).
