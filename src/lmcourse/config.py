@@ -6,7 +6,8 @@ One environment variable, ``LMCOURSE_SCALE``, chooses how much work each noteboo
 
 * ``quick``: sized for a 2-core CPU and CI (what a workshop laptop uses; the README lists each
   chapter's measured run time, generated from ``results/*.quick.json``);
-* ``full``: the sizes that reproduce the reference results in ``COURSE.md`` (meant for a GPU);
+* ``full``: the sizes that reproduce the published results each chapter compares with (meant
+  for a GPU; see ``docs/DESIGN.md``);
 * ``auto`` (the default, also when the variable is unset): ``full`` when JAX sees a GPU or TPU,
   ``quick`` otherwise.
 """
