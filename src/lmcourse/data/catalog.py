@@ -29,7 +29,6 @@ from __future__ import annotations
 import fnmatch
 import importlib.util
 import json
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,17 +43,13 @@ from lmcourse.data.fetch import (
     DatasetUnavailableError,
     cache_root,
     ensure_files,
-    sha256_file,
+    offline_mode,
+    verify,
 )
 from lmcourse.data.registry import FASHION_MNIST, MNIST, VADER, DataFile, Dataset
 
 PACK_COMMAND = "python -m lmcourse.data pack course-data.tar"
 UNPACK_COMMAND = "python -m lmcourse.data unpack course-data.tar"
-
-
-def offline() -> bool:
-    """Whether ``LMCOURSE_OFFLINE`` asks the loaders to skip every network source."""
-    return os.environ.get(OFFLINE_ENV, "") not in ("", "0")
 
 
 @dataclass(frozen=True)
@@ -317,11 +312,10 @@ def verify_item(item: Item, root: Path | None = None) -> list[str]:
             if not path.is_file():
                 problems.append(f"MISSING {rel}")
                 continue
-            size = path.stat().st_size
-            if size != f.size:
-                problems.append(f"BAD {rel}: {size} bytes, the registry says {f.size}")
-            elif sha256_file(path) != f.sha256:
-                problems.append(f"BAD {rel}: SHA-256 differs from the registry's {f.sha256[:16]}…")
+            try:
+                verify(path, f, item.dataset.name)
+            except ChecksumError as exc:
+                problems.append(f"BAD {rel}: {str(exc).split(': ', 1)[-1]}")
     elif item.kind == "derived":
         for path in item.files(root):
             try:
@@ -387,7 +381,7 @@ def fix_for(item: Item) -> str:
         return (f"{item.fix}; Python packages are not in the data archive (offline, install them "
                 "from a wheelhouse, see data/README.md)")
     online = "on a machine with internet: `make data`"
-    if offline():
+    if offline_mode():
         online += f" (unset {OFFLINE_ENV} first: it is set here and skips every download)"
     return (f"{online}; or offline, from an archive a teacher made with `{PACK_COMMAND}`: "
             f"`{UNPACK_COMMAND}`")
