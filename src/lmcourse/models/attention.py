@@ -12,65 +12,12 @@ Shapes use ``B`` batch, ``L`` query length, ``S`` key length, ``d`` model width,
 
 from __future__ import annotations
 
-import math
-import operator
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-
-def check_positive_int(name: str, value: object) -> int:
-    """``value`` as an ``int`` if it is a positive integer (Python, NumPy or JAX; bools excluded).
-
-    Raises:
-        ValueError: ``value`` is not an integer ≥ 1 (the message names ``name``).
-    """
-    try:
-        n = None if isinstance(value, bool) else operator.index(value)
-    except TypeError:
-        n = None
-    if n is None or n < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return n
-
-
-def _real(value: object) -> float | None:
-    """``float(value)`` for a real number (Python, NumPy or 0-d JAX), else ``None``."""
-    if isinstance(value, (bool, str, bytes)) or np.ndim(value) != 0:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def check_rate(name: str, value: object) -> float:
-    """``value`` as a ``float`` if it is a probability in ``[0, 1]`` (NaN rejected).
-
-    A dropout rate of 0 keeps every unit; 1 drops every unit (``nnx.Dropout`` then returns
-    zeros, with finite gradients).
-
-    Raises:
-        ValueError: ``value`` is not a real number in ``[0, 1]``.
-    """
-    x = _real(value)
-    if x is None or not 0.0 <= x <= 1.0:
-        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
-    return x
-
-
-def check_positive_float(name: str, value: object) -> float:
-    """``value`` as a ``float`` if it is finite and > 0 (e.g. a LayerNorm epsilon).
-
-    Raises:
-        ValueError: ``value`` is not a finite real number > 0 (NaN and inf included).
-    """
-    x = _real(value)
-    if x is None or not math.isfinite(x) or x <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return x
+from lmcourse.validation import check_positive_float, check_positive_int, check_rate
 
 
 def scaled_dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array,
