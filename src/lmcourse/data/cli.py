@@ -233,6 +233,10 @@ def unpack(archive: Path, root: Path | None = None) -> int:
     the manifest says) or a derived cache file (checked against the manifest's SHA-256 and
     readable). Members are extracted into a staging folder inside the cache; if any check fails,
     nothing is placed (exit 1, each problem named); otherwise each file is renamed into place.
+
+    Raises:
+        Nothing to the caller: a bad archive or member raises :class:`DataError` internally,
+        which is caught and reported on stderr with exit code 1.
     """
     root = root or cache_root()
     archive = Path(archive)
@@ -340,6 +344,8 @@ def unpack(archive: Path, root: Path | None = None) -> int:
 # command line
 # ----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m lmcourse.data`` (``--list``, ``fetch``, ``verify``,
+    ``pack``, ``unpack``)."""
     names = ", ".join(CATALOG)
     parser = argparse.ArgumentParser(
         prog="python -m lmcourse.data",

