@@ -98,9 +98,9 @@ def test_verify_rejects_unknown_names():
 
 
 def test_pack_unpack_round_trip(vader_cache, tmp_path, monkeypatch, capsys):
-    emb = vader_cache / "minilm-movies" / "0123abcd.npy"      # a (small) derived cache travels too
+    emb = vader_cache / "minilm-movies" / "emb-0123abcd.npz"      # a (small) derived cache travels too
     emb.parent.mkdir()
-    np.save(emb, np.ones((3, 384), np.float32))
+    np.savez(emb, embeddings=np.ones((3, 384), np.float32), key=np.array("k"))
     archive = tmp_path / "course-data.tar"
     assert cli.main(["pack", str(archive)]) == 0
     assert "not packed: mnist, fashion_mnist" in capsys.readouterr().err
@@ -108,14 +108,14 @@ def test_pack_unpack_round_trip(vader_cache, tmp_path, monkeypatch, capsys):
         names = tar.getnames()
         manifest = json.loads(tar.extractfile("MANIFEST.json").read())
     assert names[0] == "MANIFEST.json"
-    assert set(manifest["files"]) == {f"vader/{f.name}" for f in VADER.files} | {"minilm-movies/0123abcd.npy"}
+    assert set(manifest["files"]) == {f"vader/{f.name}" for f in VADER.files} | {"minilm-movies/emb-0123abcd.npz"}
     assert manifest["files"]["vader/tweets_GroundTruth.txt"]["sha256"] == VADER.files[0].sha256
 
     fresh = tmp_path / "fresh"
     monkeypatch.setenv(DATA_DIR_ENV, str(fresh))
     assert cli.main(["unpack", str(archive)]) == 0
     assert cli.main(["verify", "vader", "movie_embeddings"]) == 0
-    assert sha256_file(fresh / "minilm-movies" / "0123abcd.npy") == sha256_file(emb)
+    assert sha256_file(fresh / "minilm-movies" / "emb-0123abcd.npz") == sha256_file(emb)
     assert not [p for p in fresh.iterdir() if p.name.startswith(".unpack-")]
 
 

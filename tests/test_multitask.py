@@ -536,3 +536,21 @@ def test_encoder_functions_reject_bad_tokens():
         train_encoder(model, ids, mask, t, steps=1, weights=(1.0, -1.0, 1.0))
     with pytest.raises(ValueError, match="steps"):
         train_encoder(model, ids, mask, t, steps=0)
+
+
+def test_embed_cached_reuses_its_file_and_keys_on_the_encoder_weights(tmp_path):
+    enc = scratch_encoder(1, hidden_size=16, num_attention_heads=2, intermediate_size=32, vocab_size=20)
+    ids = np.arange(24, dtype=np.int32).reshape(3, 8) % 20
+    mask = np.ones((3, 8), np.int32)
+    first = embed_cached(enc, ids, mask, cache_dir=tmp_path)
+    (path,) = tmp_path.glob("emb-minilm-*.npz")
+    np.testing.assert_array_equal(embed_cached(enc, ids, mask, cache_dir=tmp_path), first)
+    np.testing.assert_allclose(embed_cached(enc, ids, mask), first, rtol=1e-6, atol=1e-6)
+    assert first.shape == (3, 16) and first.dtype == np.float32
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+    embed_cached(enc, ids[:2], mask[:2], cache_dir=tmp_path)             # other inputs: new file
+    noise = np.random.default_rng(0).normal(size=enc.word_embeddings.embedding.shape)
+    enc.word_embeddings.embedding[...] = enc.word_embeddings.embedding[...] + noise
+    changed = embed_cached(enc, ids, mask, cache_dir=tmp_path)           # other weights: new file
+    assert len(list(tmp_path.glob("*.npz"))) == 3
+    assert not np.allclose(changed, first)

@@ -136,7 +136,7 @@ def test_bad_inputs_raise():
                       intermediate_size=4, max_position_embeddings=4, type_vocab_size=2)
     with pytest.raises(ValueError, match="d_model must be an integer"):
         pc.gpt_param_count(50_257, 768.0, 12, 1_024)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="layers must be an integer, got the bool"):
+    with pytest.raises(ValueError, match="layers must be an integer >= 1, got the bool"):
         pc.gpt_param_count(50_257, 768, True, 1_024)  # type: ignore[arg-type]
     # NumPy integers are integers.
     assert pc.gpt_param_count(np.int64(50_257), np.int32(768), 12, 1_024) == 124_439_808

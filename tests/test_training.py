@@ -145,7 +145,7 @@ def test_batches_shuffle_from_the_generator():
 
 @pytest.mark.parametrize("batch_size", [0, -1])
 def test_batches_rejects_non_positive_batch_size(batch_size):
-    with pytest.raises(ValueError, match="batch_size must be positive"):
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         list(batches(10, batch_size))
 
 

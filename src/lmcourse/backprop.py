@@ -38,11 +38,12 @@ networks", AISTATS 2010 (initialisation).
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
+
+from lmcourse.validation import check_finite, check_positive_float, check_positive_int
 
 Params = list[tuple[np.ndarray, np.ndarray]]
 """One ``(W, b)`` pair per layer: ``W`` of shape ``(n_out, n_in)``, ``b`` of shape ``(n_out,)``."""
@@ -61,36 +62,12 @@ class ForwardCache(NamedTuple):
     logits: np.ndarray
 
 
-def _positive_int(name: str, value: object) -> int:
-    """Return ``value`` as an ``int`` >= 1, or raise ValueError naming ``name``."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a positive integer, got the bool {value!r}")
-    try:
-        number = operator.index(value)  # int and NumPy integers; rejects 2.5, 4.0 and NaN
-    except TypeError:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}") from None
-    if number < 1:
-        raise ValueError(f"{name} must be a positive integer (>= 1), got {number}")
-    return number
-
-
-def _check_finite(array: np.ndarray, name: str) -> None:
-    """Raise ValueError if ``array`` holds a NaN or an infinity (saying how many and where)."""
-    bad = ~np.isfinite(array)
-    if bad.any():
-        first = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(
-            f"{name} contains {int(bad.sum())} NaN or infinite value(s) (first at index {first}); "
-            f"check the data, or whether training diverged (lower the learning rate)"
-        )
-
-
 def _as_targets(y_onehot: np.ndarray, shape: tuple[int, ...], name: str = "y_onehot") -> np.ndarray:
     """Return targets as float64 of ``shape``; each row must be a probability vector."""
     y = np.asarray(y_onehot, dtype=np.float64)
     if y.shape != shape:
         raise ValueError(f"{name} has shape {y.shape}, expected the logits' shape {shape}")
-    _check_finite(y, name)
+    check_finite(name, y)
     if (y < 0).any() or not np.allclose(y.sum(axis=-1), 1.0, rtol=0.0, atol=1e-6):
         raise ValueError(
             f"every row of {name} must be a probability vector (entries >= 0 summing to 1), e.g. a "
@@ -116,7 +93,7 @@ def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
         ValueError: if ``n_classes`` is not a positive integer, ``labels`` is not a 1-D array of
             integers, or a label lies outside ``[0, n_classes)``.
     """
-    n = _positive_int("n_classes", n_classes)
+    n = check_positive_int("n_classes", n_classes)
     labels = np.asarray(labels)
     if labels.ndim != 1:
         raise ValueError(f"labels must be a 1-D array of class ids, got shape {labels.shape}")
@@ -154,7 +131,7 @@ def init_mlp(layer_sizes: Sequence[int], rng: np.random.Generator) -> Params:
     sizes = list(layer_sizes)
     if len(sizes) < 2:
         raise ValueError(f"layer_sizes needs at least an input and an output size, got {sizes}")
-    sizes = [_positive_int(f"layer_sizes[{i}]", n) for i, n in enumerate(sizes)]
+    sizes = [check_positive_int(f"layer_sizes[{i}]", n) for i, n in enumerate(sizes)]
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a np.random.Generator (np.random.default_rng(seed)), "
                          f"got {type(rng).__name__}")
@@ -195,8 +172,8 @@ def _as_params(params: Params) -> Params:
                     f"layer {layer}: W has shape {weights.shape}, so it expects {weights.shape[1]} "
                     f"inputs, but layer {layer - 1} produces {n_prev}"
                 )
-        _check_finite(weights, f"W of layer {layer}")
-        _check_finite(bias, f"b of layer {layer}")
+        check_finite(f"W of layer {layer}", weights)
+        check_finite(f"b of layer {layer}", bias)
         checked.append((weights, bias))
     return checked
 
@@ -208,7 +185,7 @@ def _as_batch(x: np.ndarray, n_features: int, name: str) -> np.ndarray:
         raise ValueError(f"{name} must have shape (batch_size, {n_features}), got {x.shape}")
     if x.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch")
-    _check_finite(x, name)
+    check_finite(name, x)
     return x
 
 
@@ -230,7 +207,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     logits = np.asarray(logits, dtype=np.float64)
     if logits.ndim == 0 or logits.shape[-1] == 0:
         raise ValueError(f"logits must have a non-empty last (class) axis, got shape {logits.shape}")
-    _check_finite(logits, "logits")
+    check_finite("logits", logits)
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=-1, keepdims=True)
@@ -263,7 +240,7 @@ def softmax_cross_entropy(logits: np.ndarray, y_onehot: np.ndarray) -> float:
         )
     if logits.shape[0] == 0 or logits.shape[1] == 0:
         raise ValueError(f"logits is empty (shape {logits.shape}): need >= 1 example and class")
-    _check_finite(logits, "logits")
+    check_finite("logits", logits)
     y_onehot = _as_targets(y_onehot, logits.shape)
     row_max = logits.max(axis=1, keepdims=True)
     log_sum_exp = row_max + np.log(np.exp(logits - row_max).sum(axis=1, keepdims=True))
@@ -395,10 +372,7 @@ def numerical_gradient(
 
     Source: Goodfellow et al., *Deep Learning*, section 11.5 (debugging: gradient checking).
     """
-    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)):
-        raise ValueError(f"eps must be a positive number, got {eps!r}")
-    if not (math.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps must be a finite positive number (e.g. 1e-5), got {eps}")
+    eps = check_positive_float("eps", eps)   # e.g. 1e-5
     work = [(np.array(w, dtype=np.float64), np.array(b, dtype=np.float64))
             for w, b in _as_params(params)]
     grads: Params = []
@@ -438,8 +412,8 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> float:
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"cannot compare arrays of shapes {a.shape} and {b.shape}")
-    _check_finite(a, "the first array")
-    _check_finite(b, "the second array")
+    check_finite("the first array", a)
+    check_finite("the second array", b)
     scale = max(float(np.abs(a).max(initial=0.0)), float(np.abs(b).max(initial=0.0)))
     if scale == 0.0:
         return 0.0
@@ -525,8 +499,8 @@ def mlp_flops(layer_sizes: Sequence[int], batch_size: int, *,
     sizes = list(layer_sizes)
     if len(sizes) < 2:
         raise ValueError(f"layer_sizes needs at least an input and an output size, got {sizes}")
-    sizes = [_positive_int(f"layer_sizes[{i}]", n) for i, n in enumerate(sizes)]
-    batch = _positive_int("batch_size", batch_size)
+    sizes = [check_positive_int(f"layer_sizes[{i}]", n) for i, n in enumerate(sizes)]
+    batch = check_positive_int("batch_size", batch_size)
     per_layer = [2 * batch * n_in * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)]
     input_grads = sum(per_layer) if input_gradient else sum(per_layer[1:])
     return MatmulFlops(forward=sum(per_layer), weight_grads=sum(per_layer), input_grads=input_grads)

@@ -31,11 +31,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-
-def _positive_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
-    return int(value)
+from lmcourse.validation import check_int
 
 
 def signature(states: dict[str, Any]) -> dict[str, list]:
@@ -66,8 +62,8 @@ class Checkpoint:
 
     def __init__(self, directory: str | Path, objects: dict[str, Any], *, every: int = 0,
                  keep: int = 2, resume: bool = True, config: dict[str, Any] | None = None):
-        self.every = _positive_int("every", every, 0)
-        self.keep = _positive_int("keep", keep, 1)
+        self.every = check_int("every", every, 0)
+        self.keep = check_int("keep", keep, 1)
         if not objects:
             raise ValueError("objects must name at least one NNX object to save, "
                              "e.g. {'model': model, 'optimizer': optimizer}")

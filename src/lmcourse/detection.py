@@ -19,29 +19,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from lmcourse.metrics import box_iou
+from lmcourse.validation import check_fraction, check_int, check_positive_int
 
 
 # ----------------------------------------------------------------------------------------------
 # argument checks (shared by the public functions below)
 # ----------------------------------------------------------------------------------------------
-def _check_fraction(name: str, value: float) -> float:
-    """``value`` as a float in [0, 1] (NaN rejected), else ``ValueError`` naming ``name``."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}") from None
-    if not 0.0 <= v <= 1.0:                       # False for NaN too
-        raise ValueError(f"{name} must be in [0, 1] (an IoU or a probability), got {value!r}")
-    return v
-
-
-def _check_positive_int(name: str, value: int, minimum: int = 1) -> int:
-    """``value`` as an int ≥ ``minimum`` (bools and non-integers rejected)."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
-    return int(value)
-
-
 def _check_boxes(boxes: np.ndarray, name: str = "boxes") -> np.ndarray:
     """``(N, 4)`` float64 boxes ``(x1, y1, x2, y2)``: finite, ``x2 ≥ x1``, ``y2 ≥ y1``."""
     b = np.asarray(boxes, np.float64)
@@ -109,7 +92,7 @@ def gaussian_radius(height: float, width: float, min_overlap: float = 0.7) -> fl
     Raises:
         ValueError: a negative or non-finite size, or ``min_overlap`` outside [0, 1] or NaN.
     """
-    min_overlap = _check_fraction("min_overlap", min_overlap)
+    min_overlap = check_fraction("min_overlap", min_overlap)
     if not (math.isfinite(height) and math.isfinite(width) and height >= 0 and width >= 0):
         raise ValueError(f"box height and width must be finite and ≥ 0, got {height}, {width}")
     b1 = height + width
@@ -156,9 +139,9 @@ def centernet_targets(boxes: np.ndarray, labels: np.ndarray, counts: np.ndarray,
             box with NaN/inf coordinates, ``x2 < x1`` or ``y2 < y1``, or its centre outside
             ``[0, image_size]``.
     """
-    stride = _check_positive_int("stride", stride)
-    image_size = _check_positive_int("image_size", image_size)
-    num_classes = _check_positive_int("num_classes", num_classes)
+    stride = check_positive_int("stride", stride)
+    image_size = check_positive_int("image_size", image_size)
+    num_classes = check_positive_int("num_classes", num_classes)
     if image_size % stride:
         raise ValueError(f"image_size {image_size} must be a multiple of stride {stride}")
     boxes, labels, counts = np.asarray(boxes), np.asarray(labels), np.asarray(counts)
@@ -231,7 +214,7 @@ def decode(heatmap_logits: jax.Array, size: jax.Array, offset: jax.Array, *, str
         ValueError: shapes that do not match, ``stride < 1`` or ``top_k`` outside
             ``[1, G·G·C]`` (checked on shapes, so also under ``jax.jit``).
     """
-    stride = _check_positive_int("stride", stride)
+    stride = check_positive_int("stride", stride)
     if heatmap_logits.ndim != 4 or size.shape != (*heatmap_logits.shape[:3], 2) \
             or offset.shape != size.shape:
         raise ValueError(f"need heatmap (B, G, G, C), size and offset (B, G, G, 2); got "
@@ -275,7 +258,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.5) -> np
             box with NaN/inf coordinates or ``x2 < x1`` / ``y2 < y1``, different numbers of
             boxes and scores, or ``iou_threshold`` outside [0, 1] or NaN.
     """
-    iou_threshold = _check_fraction("iou_threshold", iou_threshold)
+    iou_threshold = check_fraction("iou_threshold", iou_threshold)
     boxes = _check_boxes(boxes)
     scores = _check_scores(scores, len(boxes))
     order = np.argsort(-scores, kind="stable")
@@ -308,7 +291,7 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray,
         ValueError: as :func:`nms`, and for classes that are not integers or whose number
             differs from the number of scores.
     """
-    iou_threshold = _check_fraction("iou_threshold", iou_threshold)
+    iou_threshold = check_fraction("iou_threshold", iou_threshold)
     boxes = _check_boxes(boxes)
     scores = _check_scores(scores, len(boxes))
     classes = _check_classes(classes, len(scores))
@@ -367,10 +350,10 @@ def postprocess(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, *,
             threshold, which would otherwise drop it silently); boxes with NaN/inf coordinates
             or ``x2 < x1``; thresholds outside [0, 1] or NaN; ``image_size < 1``.
     """
-    score_threshold = _check_fraction("score_threshold", score_threshold)
-    iou_threshold = _check_fraction("iou_threshold", iou_threshold)
+    score_threshold = check_fraction("score_threshold", score_threshold)
+    iou_threshold = check_fraction("iou_threshold", iou_threshold)
     if image_size is not None:
-        image_size = _check_positive_int("image_size", image_size)
+        image_size = check_positive_int("image_size", image_size)
     boxes, scores, classes = (np.asarray(boxes, np.float64), np.asarray(scores, np.float64),
                               np.asarray(classes))
     if scores.ndim != 2 or boxes.shape != (*scores.shape, 4) or classes.shape != scores.shape:
@@ -441,7 +424,7 @@ def random_translate(image: np.ndarray, boxes: np.ndarray, rng: np.random.Genera
     Raises:
         ValueError: ``max_shift`` not an integer ≥ 0, or a box already outside the image.
     """
-    max_shift = _check_positive_int("max_shift", max_shift, minimum=0)
+    max_shift = check_int("max_shift", max_shift, 0)
     h, w = image.shape
     if len(boxes) == 0:
         return image.copy(), np.asarray(boxes, np.float32)

@@ -36,9 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import math
-import operator
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,12 +47,19 @@ import optax
 from flax import nnx
 
 from lmcourse.compat import apply_gradients, make_optimizer
+from lmcourse.embedding_cache import cached_embeddings, params_digest
 from lmcourse.metrics import pearson_r, precision_recall_f1
 from lmcourse.models.bert import Bert, mean_pool
-from lmcourse.models.common import concrete
 from lmcourse.param_count import BertConfig
 from lmcourse.progress import progress as progress_bar
 from lmcourse.training import EpochBatches, History, train_loop
+from lmcourse.validation import (
+    check_fraction,
+    check_int,
+    check_nonnegative_float,
+    check_positive_float,
+    concrete,
+)
 
 N_POLARITY, N_DOMAIN = 3, 4
 N_CLASSES = {"polarity": N_POLARITY, "domain": N_DOMAIN}
@@ -66,33 +70,6 @@ LENGTH_STEP = 32   # token batches are cut to a multiple of this length (few com
 # ----------------------------------------------------------------------------------------------
 # input checks (concrete values only: inside jit/vmap the values are tracers and are not seen)
 # ----------------------------------------------------------------------------------------------
-def _int(name: str, value: object, minimum: int = 1) -> int:
-    """``value`` as an int ≥ ``minimum`` (bools and floats rejected)."""
-    try:
-        n = None if isinstance(value, bool) else operator.index(value)
-    except TypeError:
-        n = None
-    if n is None or n < minimum:
-        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
-    return n
-
-
-def _float(name: str, value: object, low: float = 0.0, *, low_open: bool = False,
-           high: float = math.inf, high_open: bool = True) -> float:
-    """``value`` as a finite float in the interval (NaN and inf rejected)."""
-    try:
-        x = None if isinstance(value, (bool, str, bytes)) or np.ndim(value) else float(value)
-    except (TypeError, ValueError):
-        x = None
-    ok = (x is not None and math.isfinite(x) and (x > low if low_open else x >= low)
-          and (x < high if high_open else x <= high))
-    if not ok:
-        interval = (f"{'(' if low_open else '['}{low:g}, "
-                    f"{'∞' if high == math.inf else f'{high:g}'}{')' if high_open else ']'}")
-        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
-    return x
-
-
 def check_weights(weights: Any) -> tuple[float, float, float]:
     """The task weights ``(w_int, w_pol, w_dom)`` as floats, checked.
 
@@ -202,7 +179,7 @@ class MultiTaskHeads(nnx.Module):
     """
 
     def __init__(self, d_in: int, *, hidden: int = 0, rngs: nnx.Rngs):
-        d_in, hidden = _int("d_in", d_in), _int("hidden", hidden, minimum=0)
+        d_in, hidden = check_int("d_in", d_in, 1), check_int("hidden", hidden, 0)
         self.hidden = nnx.Linear(d_in, hidden, rngs=rngs) if hidden else None
         d = hidden or d_in
         self.intensity = nnx.Linear(d, 1, rngs=rngs)
@@ -259,10 +236,10 @@ def adamw_warmup(learning_rate: float, total_steps: int, warmup_fraction: float 
         ValueError: ``learning_rate`` not finite and > 0, ``total_steps < 1``,
             ``warmup_fraction`` outside [0, 1], ``weight_decay`` negative or not finite.
     """
-    learning_rate = _float("learning_rate", learning_rate, low_open=True)
-    total_steps = _int("total_steps", total_steps)
-    warmup_fraction = _float("warmup_fraction", warmup_fraction, high=1.0, high_open=False)
-    weight_decay = _float("weight_decay", weight_decay)
+    learning_rate = check_positive_float("learning_rate", learning_rate)
+    total_steps = check_int("total_steps", total_steps, 1)
+    warmup_fraction = check_fraction("warmup_fraction", warmup_fraction)
+    weight_decay = check_nonnegative_float("weight_decay", weight_decay)
     warmup = max(1, int(warmup_fraction * total_steps))
     schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup, max(total_steps, warmup + 1))
     return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=weight_decay))
@@ -281,7 +258,8 @@ def batch_indices(n: int, steps: int, batch_size: int, rng: np.random.Generator)
     Raises:
         ValueError: ``n``, ``steps`` or ``batch_size`` < 1.
     """
-    n, steps, b = _int("n (training rows)", n), _int("steps", steps), _int("batch_size", batch_size)
+    n, steps = check_int("n (training rows)", n, 1), check_int("steps", steps, 1)
+    b = check_int("batch_size", batch_size, 1)
     if n < b:
         return rng.integers(0, n, (steps, b)).astype(np.int32)
     out = np.empty((steps, b), np.int32)
@@ -317,7 +295,7 @@ class Ensemble:
         Raises:
             ValueError: ``i`` outside ``[0, R)``.
         """
-        i = _int("member index", i, minimum=0)
+        i = check_int("member index", i, 0)
         if i >= len(self):
             raise ValueError(f"member index {i} is outside [0, {len(self) - 1}]")
         return nnx.merge(self.graphdef, *jax.tree.map(lambda a: a[i], (self.params, self.rest)))
@@ -360,7 +338,7 @@ def init_ensemble(make: Callable[[Any], nnx.Module], seeds: Sequence[int]) -> En
     Raises:
         ValueError: no seeds, or a seed that is not an integer.
     """
-    seeds = [_int("seed", s, minimum=np.iinfo(np.int32).min) for s in seeds]
+    seeds = [check_int("seed", s, np.iinfo(np.int32).min) for s in seeds]
     if not seeds:
         raise ValueError("init_ensemble needs at least one seed")
     graphdef = nnx.split(nnx.eval_shape(lambda: make(jax.random.key(0))), nnx.Param, ...)[0]
@@ -448,9 +426,9 @@ def train_ensemble(ensemble: Ensemble, inputs: Sequence[np.ndarray], targets: di
     params, losses = _train_stacked(
         ensemble.graphdef, ensemble.params, ensemble.rest, tuple(jnp.asarray(a) for a in inputs),
         {k: jnp.asarray(v) for k, v in targets.items()}, jnp.asarray(batches, jnp.int32),
-        jnp.asarray(w), learning_rate=_float("learning_rate", learning_rate, low_open=True),
-        weight_decay=_float("weight_decay", weight_decay),
-        warmup_fraction=_float("warmup_fraction", warmup_fraction, high=1.0, high_open=False))
+        jnp.asarray(w), learning_rate=check_positive_float("learning_rate", learning_rate),
+        weight_decay=check_nonnegative_float("weight_decay", weight_decay),
+        warmup_fraction=check_fraction("warmup_fraction", warmup_fraction))
     return Ensemble(ensemble.graphdef, params, ensemble.rest), np.asarray(losses)
 
 
@@ -470,7 +448,7 @@ def predict_ensemble(ensemble: Ensemble, *inputs: np.ndarray, batch_size: int = 
     Raises:
         ValueError: empty or mismatched inputs, ``batch_size < 1``.
     """
-    batch_size = _int("batch_size", batch_size)
+    batch_size = check_int("batch_size", batch_size, 1)
     arrays = [np.asarray(a) for a in inputs]
     if not arrays or len({len(a) for a in arrays}) != 1 or len(arrays[0]) == 0:
         raise ValueError(f"inputs must be non-empty arrays with the same number of rows, got "
@@ -518,7 +496,7 @@ def train_heads(features: np.ndarray, targets: dict[str, np.ndarray], *,
     features = _check_features(features)
     rng = np.random.default_rng(seed)
     heads = MultiTaskHeads(features.shape[1], hidden=hidden, rngs=nnx.Rngs(seed))
-    batches = batch_indices(len(features), steps, min(_int("batch_size", batch_size), len(features)), rng)
+    batches = batch_indices(len(features), steps, min(check_int("batch_size", batch_size, 1), len(features)), rng)
     trained, losses = train_ensemble(stack_models([heads]), (features,), targets, batches[None],
                                      check_weights(weights), learning_rate=learning_rate,
                                      weight_decay=weight_decay)
@@ -563,7 +541,7 @@ def scratch_encoder(num_hidden_layers: int = 6, *, hidden_size: int = 384, num_a
     sizes = {"num_hidden_layers": num_hidden_layers, "hidden_size": hidden_size,
              "num_attention_heads": num_attention_heads, "intermediate_size": intermediate_size,
              "vocab_size": vocab_size}
-    sizes = {k: _int(k, v) for k, v in sizes.items()}
+    sizes = {k: check_int(k, v, 1) for k, v in sizes.items()}
     if sizes["hidden_size"] % sizes["num_attention_heads"]:
         raise ValueError(f"hidden_size {hidden_size} must be a multiple of num_attention_heads "
                          f"{num_attention_heads}")
@@ -584,7 +562,7 @@ def tokenize_all(tokenizer, texts: Sequence[str], max_length: int) -> tuple[np.n
     Raises:
         ValueError: ``texts`` empty or holding a non-string, ``max_length < 2``.
     """
-    max_length = _int("max_length", max_length, minimum=2)
+    max_length = check_int("max_length", max_length, 2)
     texts = list(texts)
     if not texts:
         raise ValueError("tokenize_all got no texts; pass at least one sentence")
@@ -620,7 +598,7 @@ def length_batches(mask: np.ndarray, batch_size: int, rng: np.random.Generator) 
     Raises:
         ValueError: ``batch_size < 1``.
     """
-    batch_size = _int("batch_size", batch_size)
+    batch_size = check_int("batch_size", batch_size, 1)
     n = len(mask)
     order = rng.permutation(n)
     bucket = -(-mask.sum(axis=1)[order] // LENGTH_STEP)
@@ -671,8 +649,8 @@ def train_encoder(model: EncoderWithHeads, ids: np.ndarray, mask: np.ndarray,
     targets = check_targets(targets, len(ids))
     weights = check_weights(weights)
     _check_any_task(weights)
-    steps, batch_size = _int("steps", steps), _int("batch_size", batch_size)
-    log_every = _int("log_every", log_every, minimum=0)
+    steps, batch_size = check_int("steps", steps, 1), check_int("batch_size", batch_size, 1)
+    log_every = check_int("log_every", log_every, 0)
     optimizer = make_optimizer(model, adamw_warmup(learning_rate, steps, weight_decay=weight_decay))
 
     def make_epoch(rng: np.random.Generator) -> list[np.ndarray]:
@@ -726,7 +704,7 @@ def predict_encoder(model: EncoderWithHeads, ids: np.ndarray, mask: np.ndarray,
         ValueError: ids/mask empty or mismatched, an id outside the vocabulary, ``batch_size < 1``.
     """
     ids, mask = check_tokens(ids, mask, model.encoder.config.vocab_size)
-    batch_size = _int("batch_size", batch_size)
+    batch_size = check_int("batch_size", batch_size, 1)
     order = np.argsort(mask.sum(axis=1), kind="stable")
     chunks = []
     bar = progress_bar(total=len(order), desc="predict", unit="examples",
@@ -750,27 +728,24 @@ def predict_encoder(model: EncoderWithHeads, ids: np.ndarray, mask: np.ndarray,
 def embed_cached(encoder: Bert, ids: np.ndarray, mask: np.ndarray, cache_dir: Path | None = None,
                  tag: str = "minilm", batch_size: int = 128) -> np.ndarray:
     """Mean-pooled sentence features of a frozen ``encoder``, ``(n, d)`` float32, saved under
-    ``cache_dir/emb-{tag}-{hash of the token ids}.npy`` and reused when present.
+    ``cache_dir/emb-{tag}-{key}.npz`` and reused when present
+    (:func:`lmcourse.embedding_cache.cached_embeddings`: the key hashes the encoder's parameters,
+    the token ids and mask, and the pooling; the file is checked when read).
 
     Raises:
         ValueError: ids/mask empty or mismatched, an id outside the vocabulary.
     """
     ids, mask = check_tokens(ids, mask, encoder.config.vocab_size)
-    path = None
-    if cache_dir is not None:
-        digest = hashlib.sha256(ids.tobytes() + mask.tobytes()).hexdigest()[:16]
-        path = Path(cache_dir) / f"emb-{tag}-{digest}.npy"
-        if path.exists():
-            return np.load(path)
-    dummy = MultiTaskHeads(encoder.config.hidden_size, rngs=nnx.Rngs(0))
-    feats = predict_encoder(EncoderWithHeads(encoder, dummy), ids, mask, batch_size, features_only=True)
-    feats = np.asarray(feats, dtype=np.float32)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part.npy")
-        np.save(tmp, feats)
-        tmp.replace(path)
-    return feats
+
+    def compute() -> np.ndarray:
+        dummy = MultiTaskHeads(encoder.config.hidden_size, rngs=nnx.Rngs(0))
+        return predict_encoder(EncoderWithHeads(encoder, dummy), ids, mask, batch_size,
+                               features_only=True)
+
+    model = params_digest(encoder) if cache_dir is not None else ""
+    return cached_embeddings(compute, directory=cache_dir, prefix=f"emb-{tag}", model=model,
+                             inputs=(ids, mask), settings={"features": "mean-pooled last layer"},
+                             n_rows=len(ids))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -846,7 +821,7 @@ def compare_over_seeds(a: Sequence[float], b: Sequence[float], factor: float = 2
         raise ValueError(f"need ≥ 2 scores (one per seed) on each side, got {a.shape} and {b.shape}")
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         raise ValueError("scores must be finite (a NaN score means a failed run: look at it)")
-    factor = _float("factor", factor)
+    factor = check_nonnegative_float("factor", factor)
     diff = float(a.mean() - b.mean())
     pooled = float(np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2))
     verdict = ("A higher" if diff > factor * pooled else "B higher" if -diff > factor * pooled
@@ -876,7 +851,7 @@ def paired_bootstrap(metric: Callable[..., float], truth: np.ndarray, pred_a: np
     Raises:
         ValueError: lengths differ or ``n < 2``, ``n_boot < 1``.
     """
-    n_boot = _int("n_boot", n_boot)
+    n_boot = check_int("n_boot", n_boot, 1)
     truth, pred_a, pred_b = np.asarray(truth), np.asarray(pred_a), np.asarray(pred_b)
     if not (len(truth) == len(pred_a) == len(pred_b)) or len(truth) < 2:
         raise ValueError(f"truth, pred_a, pred_b must have one length ≥ 2, got "
@@ -904,7 +879,7 @@ def few_shot_indices(labels: np.ndarray, k: int | None, rng: np.random.Generator
         raise ValueError(f"labels must be a non-empty 1-D array, got shape {labels.shape}")
     if k is None:
         return np.arange(len(labels))
-    k = _int("k (examples per class)", k)
+    k = check_int("k (examples per class)", k, 1)
     classes, counts = np.unique(labels, return_counts=True)
     if k > counts.min():
         c = classes[counts.argmin()].item()

@@ -31,46 +31,19 @@ Every count is an exact Python ``int`` (no floating point), so billions are exac
 from __future__ import annotations
 
 import json
-import math
-import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+from lmcourse.validation import check_bool, check_int, check_positive_float
 
 #: The components every breakdown reports, in this order. ``head`` is BERT's pooler or an
 #: untied output (LM head) matrix; it is 0 when the output matrix is tied to the embedding.
 COMPONENTS: tuple[str, ...] = ("embeddings", "attention", "mlp", "norm", "head")
 
 
-def _size(name: str, value: object, *, minimum: int = 1) -> int:
-    """Return ``value`` as an ``int`` after checking it is an integer ``>= minimum``.
-
-    Raises:
-        ValueError: if ``value`` is not an integer (``bool``, ``768.0`` and ``NaN`` included) or
-            ``value < minimum``.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer, got the bool {value!r}")
-    try:
-        number = operator.index(value)  # accepts int and NumPy integers, rejects 768.0 and NaN
-    except TypeError:
-        raise ValueError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None
-    if number < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {number}")
-    return number
-
-
-def _flag(name: str, value: object) -> bool:
-    """Return ``value`` if it is a bool (``True``/``False``, NumPy bools included), else raise."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
-    return bool(value)
-
-
 def _check_heads(width_name: str, width: int, heads: int) -> None:
     """Raise ``ValueError`` unless ``heads`` (>= 1) divides ``width``."""
-    _size("heads", heads)
+    check_int("heads", heads, 1)
     if width % heads:
         raise ValueError(f"heads={heads} must divide {width_name}={width}")
 
@@ -120,13 +93,13 @@ def bert_param_breakdown(
         ValueError: if a size is not an integer or is below 1 (``type_vocab`` below 0), or
             ``pooler`` is not a bool.
     """
-    v = _size("vocab_size", vocab_size)
-    h = _size("hidden", hidden)
-    n_layers = _size("layers", layers)
-    i = _size("intermediate", intermediate)
-    p = _size("max_position", max_position)
-    t = _size("type_vocab", type_vocab, minimum=0)
-    with_pooler = _flag("pooler", pooler)
+    v = check_int("vocab_size", vocab_size, 1)
+    h = check_int("hidden", hidden, 1)
+    n_layers = check_int("layers", layers, 1)
+    i = check_int("intermediate", intermediate, 1)
+    p = check_int("max_position", max_position, 1)
+    t = check_int("type_vocab", type_vocab, 0)
+    with_pooler = check_bool("pooler", pooler)
     return _as_breakdown(
         embeddings=(v + p + t) * h,
         attention=n_layers * 4 * (h * h + h),
@@ -199,12 +172,12 @@ def gpt_param_breakdown(
         ValueError: if a size is not an integer or is below 1, or ``tied_embeddings`` is not a
             bool.
     """
-    v = _size("vocab_size", vocab_size)
-    d = _size("d_model", d_model)
-    n_layers = _size("layers", layers)
-    ctx = _size("n_ctx", n_ctx)
-    tied = _flag("tied_embeddings", tied_embeddings)
-    f = 4 * d if d_ff is None else _size("d_ff", d_ff)
+    v = check_int("vocab_size", vocab_size, 1)
+    d = check_int("d_model", d_model, 1)
+    n_layers = check_int("layers", layers, 1)
+    ctx = check_int("n_ctx", n_ctx, 1)
+    tied = check_bool("tied_embeddings", tied_embeddings)
+    f = 4 * d if d_ff is None else check_int("d_ff", d_ff, 1)
     return _as_breakdown(
         embeddings=(v + ctx) * d,
         attention=n_layers * 4 * (d * d + d),
@@ -268,11 +241,11 @@ def llama_param_breakdown(
         ValueError: if a size is not an integer or is below 1, or ``tied_embeddings`` is not a
             bool.
     """
-    v = _size("vocab_size", vocab_size)
-    d = _size("d_model", d_model)
-    n_layers = _size("layers", layers)
-    f = _size("d_ff", d_ff)
-    tied = _flag("tied_embeddings", tied_embeddings)
+    v = check_int("vocab_size", vocab_size, 1)
+    d = check_int("d_model", d_model, 1)
+    n_layers = check_int("layers", layers, 1)
+    f = check_int("d_ff", d_ff, 1)
+    tied = check_bool("tied_embeddings", tied_embeddings)
     return _as_breakdown(
         embeddings=v * d,
         attention=n_layers * 4 * d * d,
@@ -348,15 +321,12 @@ class BertConfig:
     def __post_init__(self) -> None:
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                      "intermediate_size", "max_position_embeddings", "type_vocab_size"):
-            _size(name, getattr(self, name))
+            check_int(name, getattr(self, name), 1)
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size={self.hidden_size} is not divisible by "
                              f"num_attention_heads={self.num_attention_heads}")
-        eps = self.layer_norm_eps
-        if isinstance(eps, bool) or not isinstance(eps, int | float | np.floating) \
-                or not math.isfinite(eps) or eps <= 0:
-            raise ValueError(f"layer_norm_eps must be a finite number > 0, got {eps!r}")
-        _flag("pooler", self.pooler)
+        check_positive_float("layer_norm_eps", self.layer_norm_eps)
+        check_bool("pooler", self.pooler)
 
     @classmethod
     def from_json(cls, path: str | Path) -> BertConfig:

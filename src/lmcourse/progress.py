@@ -132,7 +132,11 @@ class Progress:
         return time.perf_counter() - self._start
 
     def update(self, n: int = 1, **postfix: Any) -> None:
-        """Count ``n`` more units (one step) and optionally set postfix values (see :meth:`set`)."""
+        """Count ``n`` more units (one step) and optionally set postfix values (see :meth:`set`).
+
+        Raises:
+            ValueError: ``n < 0`` (a bar counts work done; it cannot go back).
+        """
         if n < 0:
             raise ValueError(f"update counts units done and cannot go back: got n={n}")
         self._manual = True

@@ -26,7 +26,6 @@ a size ``k ≤ 0``, a penalty ``λ < 0`` or NaN, a learning rate ``≤ 0``.
 from __future__ import annotations
 
 import functools
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +35,15 @@ from threadpoolctl import threadpool_limits
 
 from lmcourse.metrics import ndcg_at_k, precision_at_k, recall_at_k, root_mean_squared_error
 from lmcourse.progress import progress as progress_bar
+from lmcourse.validation import (
+    check_batch_size,
+    check_float,
+    check_ids,
+    check_int,
+    check_nonnegative_float,
+    check_positive_float,
+    is_traced,
+)
 
 #: The two ways of weighting the L2 penalty of matrix factorisation (see :func:`mf_loss`).
 PENALTIES = ("per_rating", "per_parameter")
@@ -44,72 +52,13 @@ PENALTIES = ("per_rating", "per_parameter")
 # ----------------------------------------------------------------------------------------------
 # input validation (at the public boundary, where values are concrete)
 # ----------------------------------------------------------------------------------------------
-def _is_traced(x: Any) -> bool:
-    """True for a JAX tracer (inside ``jit``/``grad``), whose values cannot be checked."""
-    try:
-        import jax
-    except ImportError:  # pragma: no cover - JAX is a dependency
-        return False
-    return isinstance(x, jax.core.Tracer)
-
-
-def _check_ids(name: str, ids: Any, size: int, table: str) -> np.ndarray:
-    """``ids`` as an int64 array whose values all lie in ``[0, size)``, or ValueError."""
-    a = np.asarray(ids)
-    if a.dtype.kind not in "iub":
-        if a.size == 0:
-            return a.astype(np.int64)
-        if a.dtype.kind == "f" and np.all(np.isfinite(a)) and np.all(a == np.round(a)):
-            a = a.astype(np.int64)
-        else:
-            raise ValueError(f"{name} must be integer indices into the {table} table, "
-                             f"got dtype {a.dtype}")
-    if a.size and (a.min() < 0 or a.max() >= size):
-        bad = a.min() if a.min() < 0 else a.max()
-        raise ValueError(
-            f"{name} index {int(bad)} is out of range: valid {name} indices are 0 to {size - 1} "
-            f"(the {size:,} rows of the {table} table). JAX would silently clamp it and answer "
-            f"for another {name}. Fix: map raw ids to indices with the data set's "
-            f"`{name}_ids` (np.searchsorted), and build the model with n_{name}s covering them.")
-    return a.astype(np.int64, copy=False)
-
-
-def _check_size(name: str, value: Any, minimum: int = 1) -> int:
-    """A Python int ``≥ minimum`` (sizes, counts, epochs), or ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value}")
-    return int(value)
-
-
-def _check_nonneg(name: str, value: Any) -> float:
-    """A finite float ``≥ 0`` (penalties, shrinkage), or ValueError (NaN included)."""
-    v = float(value)
-    if not (math.isfinite(v) and v >= 0.0):
-        raise ValueError(f"{name} must be a finite number ≥ 0, got {value}")
-    return v
-
-
-def _check_positive(name: str, value: Any) -> float:
-    """A finite float ``> 0`` (learning rates), or ValueError (NaN included)."""
-    v = float(value)
-    if not (math.isfinite(v) and v > 0.0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    return v
-
-
-def _check_batch_size(batch_size: Any, n: int) -> int:
-    """``batch_size`` as an int in ``[1, n]`` (``n`` training ratings).
-
-    Raises:
-        ValueError: not an integer (bools refused) or outside ``[1, n]``.
-    """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not (
-            1 <= batch_size <= n):
-        raise ValueError(f"batch_size must be an integer between 1 and the {n:,} training "
-                         f"ratings, got {batch_size!r}")
-    return int(batch_size)
+def _check_ids(name: str, ids: Any, size: int) -> np.ndarray:
+    """``ids`` (``name`` is ``"user"`` or ``"movie"``) as int64 indices into a table of ``size``
+    rows (:func:`lmcourse.validation.check_ids`, whole-number floats accepted)."""
+    return check_ids(name, ids, size, size_name=f"n_{name}s", whole_floats=True, fix=(
+        f"JAX would silently clamp it and answer for another {name}. Map raw ids to indices "
+        f"with the data set's `{name}_ids` (np.searchsorted), and build the model with "
+        f"n_{name}s covering them"))
 
 
 def _check_penalty(penalty: str) -> str:
@@ -121,10 +70,10 @@ def _check_penalty(penalty: str) -> str:
 def _check_triples(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validated training triples: equal lengths, ids in range, finite ratings, N ≥ 1."""
-    n_users = _check_size("n_users", n_users)
-    n_movies = _check_size("n_movies", n_movies)
-    u = _check_ids("user", user, n_users, "user")
-    i = _check_ids("movie", movie, n_movies, "movie")
+    n_users = check_int("n_users", n_users, 1)
+    n_movies = check_int("n_movies", n_movies, 1)
+    u = _check_ids("user", user, n_users)
+    i = _check_ids("movie", movie, n_movies)
     r = np.asarray(rating, np.float64)
     if not (u.ndim == i.ndim == r.ndim == 1 and len(u) == len(i) == len(r)):
         raise ValueError(f"user, movie and rating must be 1-D arrays of the same length, got "
@@ -136,10 +85,21 @@ def _check_triples(user: Any, movie: Any, rating: Any, n_users: int, n_movies: i
     return u, i, r
 
 
-def _check_pairs(user: Any, movie: Any, n_users: int, n_movies: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    u = _check_ids("user", user, n_users, "user")
-    i = _check_ids("movie", movie, n_movies, "movie")
+def check_pairs(user: Any, movie: Any, n_users: int, n_movies: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """``(user, movie)`` index arrays of one shape as int64, every index inside its table.
+
+    Args:
+        user: user indices, any shape, in ``[0, n_users)`` (concrete, not traced).
+        movie: movie indices, the same shape, in ``[0, n_movies)``.
+        n_users, n_movies: the sizes of the model's user and movie tables.
+
+    Raises:
+        ValueError: an index outside its table (JAX would clamp it silently and answer for
+            another user or movie), non-integer indices, or shapes that differ.
+    """
+    u = _check_ids("user", user, n_users)
+    i = _check_ids("movie", movie, n_movies)
     if u.shape != i.shape:
         raise ValueError(f"user and movie must have the same shape, got {u.shape}, {i.shape}")
     return u, i
@@ -175,7 +135,7 @@ class Biases:
             ValueError: a user index outside ``[0, len(b_user))`` or a movie index outside
                 ``[0, len(b_movie))``.
         """
-        u, i = _check_pairs(user, movie, len(self.b_user), len(self.b_movie))
+        u, i = check_pairs(user, movie, len(self.b_user), len(self.b_movie))
         pred = self.mu + self.b_user[u] + self.b_movie[i]
         return pred if clip is None else np.clip(pred, *clip)
 
@@ -220,8 +180,8 @@ def fit_biases(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int, 
             ``λ < 0`` or NaN, ``n_sweeps < 1``, an unknown ``penalty``.
     """
     user, movie, r = _check_triples(user, movie, rating, n_users, n_movies)
-    lam_movie, lam_user = _check_nonneg("lam_movie", lam_movie), _check_nonneg("lam_user", lam_user)
-    n_sweeps = _check_size("n_sweeps", n_sweeps)
+    lam_movie, lam_user = check_nonnegative_float("lam_movie", lam_movie), check_nonnegative_float("lam_user", lam_user)
+    n_sweeps = check_int("n_sweeps", n_sweeps, 1)
     _check_penalty(penalty)
     mu = float(r.mean())
     b_user, b_movie = np.zeros(n_users), np.zeros(n_movies)
@@ -263,8 +223,8 @@ def _mf_raw(params: dict, user: Any, movie: Any) -> Any:
 def _mf_check(params: dict, user: Any, movie: Any) -> None:
     """Validate ids against the tables when they are concrete (skipped under ``jit``)."""
     n_users, n_movies = _mf_tables(params)
-    if not (_is_traced(user) or _is_traced(movie)):
-        _check_pairs(user, movie, n_users, n_movies)
+    if not (is_traced(user) or is_traced(movie)):
+        check_pairs(user, movie, n_users, n_movies)
 
 
 def mf_predict(params: dict, user: Any, movie: Any) -> Any:
@@ -333,8 +293,8 @@ def mf_loss(params: dict, user: Any, movie: Any, rating: Any, lam: float,
         ValueError: ``λ < 0`` or NaN, an unknown ``penalty``, ids out of range (when concrete).
     """
     _check_penalty(penalty)
-    if not _is_traced(lam):
-        _check_nonneg("lam", lam)
+    if not is_traced(lam):
+        check_nonnegative_float("lam", lam)
     _mf_check(params, user, movie)
     n = rating.shape[0] if hasattr(rating, "shape") else len(rating)
     return _mf_batch_loss(params, user, movie, rating, lam, n, penalty)
@@ -354,9 +314,9 @@ def mf_batch_loss(params: dict, user: Any, movie: Any, rating: Any, lam: float,
         ValueError: as :func:`mf_loss`, or ``n_total < 1``.
     """
     _check_penalty(penalty)
-    _check_size("n_total", n_total)
-    if not _is_traced(lam):
-        _check_nonneg("lam", lam)
+    check_int("n_total", n_total, 1)
+    if not is_traced(lam):
+        check_nonnegative_float("lam", lam)
     _mf_check(params, user, movie)
     return _mf_batch_loss(params, user, movie, rating, lam, n_total, penalty)
 
@@ -450,14 +410,14 @@ def train_mf(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int, *,
 
     user, movie, rating = _check_triples(user, movie, rating, n_users, n_movies)
     n_users, n_movies = int(n_users), int(n_movies)
-    k = _check_size("k", k)
-    lam = _check_nonneg("lam", lam)
+    k = check_int("k", k, 1)
+    lam = check_nonnegative_float("lam", lam)
     _check_penalty(penalty)
-    learning_rate = _check_positive("learning_rate", learning_rate)
-    epochs = _check_size("epochs", epochs)
-    init_scale = _check_nonneg("init_scale", init_scale)
+    learning_rate = check_positive_float("learning_rate", learning_rate)
+    epochs = check_int("epochs", epochs, 1)
+    init_scale = check_nonnegative_float("init_scale", init_scale)
     n = len(rating)
-    batch_size = _check_batch_size(batch_size, n)
+    batch_size = check_batch_size(batch_size, n, "training ratings")
     b = fit_biases(user, movie, rating, n_users, n_movies, lam_movie=lam, lam_user=lam,
                    n_sweeps=10, penalty=penalty)
     kp, kq = jax.random.split(jax.random.key(seed))
@@ -564,12 +524,12 @@ def train_neumf(user: Any, movie: Any, rating: Any, n_users: int, n_movies: int,
     from lmcourse.training import epoch_batches, train_loop
 
     user, movie, rating = _check_triples(user, movie, rating, n_users, n_movies)
-    epochs = _check_size("epochs", epochs, minimum=0)
-    lr = _check_positive("lr", lr)
-    weight_decay = _check_nonneg("weight_decay", weight_decay)
-    l2 = _check_nonneg("l2", l2)
+    epochs = check_int("epochs", epochs, 0)
+    lr = check_positive_float("lr", lr)
+    weight_decay = check_nonnegative_float("weight_decay", weight_decay)
+    l2 = check_nonnegative_float("l2", l2)
     n = len(rating)
-    batch_size = _check_batch_size(batch_size, n)
+    batch_size = check_batch_size(batch_size, n, "training ratings")
     if init_biases is not None and (len(init_biases.b_user), len(init_biases.b_movie)) != (
             n_users, n_movies):
         raise ValueError(f"init_biases has {len(init_biases.b_user)} users and "
@@ -629,8 +589,8 @@ def neumf_predict(model: Any, mu: float, user: Any, movie: Any, batch_size: int 
     """
     import jax.numpy as jnp
 
-    user, movie = _check_pairs(user, movie, model.n_users, model.n_movies)
-    batch_size = _check_size("batch_size", batch_size)
+    user, movie = check_pairs(user, movie, model.n_users, model.n_movies)
+    batch_size = check_int("batch_size", batch_size, 1)
     user, movie = user.astype(np.int32), movie.astype(np.int32)
     out = np.concatenate([np.asarray(mu + model(jnp.asarray(user[s:s + batch_size]),
                                                 jnp.asarray(movie[s:s + batch_size])))
@@ -712,9 +672,8 @@ class ContentModel:
             raise ValueError(f"baseline has {len(baseline.b_user)} users and "
                              f"{len(baseline.b_movie)} movies; expected {n_users} users and the "
                              f"{n_movies} feature rows")
-        alpha = _check_nonneg("alpha", alpha)
-        if not (math.isfinite(float(power)) and float(power) >= 1):
-            raise ValueError(f"power must be a finite number ≥ 1, got {power}")
+        alpha = check_nonnegative_float("alpha", alpha)
+        check_float("power", power, 1.0)
         self.n_users, self.n_movies = int(n_users), n_movies
         self.baseline, self.alpha, self.power = baseline, alpha, power
         resid = rating - baseline.predict(user, movie, clip=None)
@@ -776,11 +735,10 @@ class ContentModel:
             ValueError: ids out of range (see :meth:`predict`), an ``alpha < 0`` or NaN, a
                 ``power < 1`` or NaN.
         """
-        user, movie = _check_pairs(user, movie, self.n_users, self.n_movies)
-        alphas = [_check_nonneg("alpha", a) for a in alphas]
+        user, movie = check_pairs(user, movie, self.n_users, self.n_movies)
+        alphas = [check_nonnegative_float("alpha", a) for a in alphas]
         for p in powers:
-            if not (math.isfinite(float(p)) and float(p) >= 1):
-                raise ValueError(f"power must be a finite number ≥ 1, got {p}")
+            check_float("power", p, 1.0)
         nums, dens = self._similarity_sums(user, movie, tuple(powers))
         base = self.baseline.predict(user, movie, clip=None)
         out = {}
@@ -832,38 +790,30 @@ def movie_embeddings(titles: Any, genres: Any, years: Any = None, *, batch_size:
     unit rows (our Flax encoder, :func:`lmcourse.models.bert.encode`).
 
     Encoding 9,066 movies takes about a minute on 2 CPU cores, so the result is cached in the
-    data cache (``minilm-movies/<sha256 of the sentences and the model weights>.npy``, written
-    atomically) and reused when the same sentences are asked for again.
+    data cache (``minilm-movies/emb-<key>.npz``, the key a hash of the model files, the
+    sentences and the settings; :func:`lmcourse.embedding_cache.cached_embeddings`) and reused
+    when the same sentences are asked for again.
 
     Raises:
         lmcourse.data.fetch.DataError: if the model files are missing or corrupt.
     """
-    import hashlib
-    import os
-    import tempfile
-
     from lmcourse.data.fetch import cache_root
     from lmcourse.data.pretrained import MINILM_L6
+    from lmcourse.embedding_cache import cached_embeddings, files_digest
 
     sentences = movie_sentences(titles, genres, years)
-    key = hashlib.sha256("\n".join(sentences).encode()
-                         + MINILM_L6.sha256["model.safetensors"].encode()).hexdigest()[:24]
-    path = cache_root() / "minilm-movies" / f"{key}.npy"
-    if cache and path.is_file():
-        emb = np.load(path)
-        if emb.shape == (len(sentences), 384) and np.all(np.isfinite(emb)):
-            return emb
-    from lmcourse.models.bert import encode, load_minilm
 
-    model, tokenizer = load_minilm()
-    emb = encode(model, tokenizer, sentences, batch_size=batch_size)
-    if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, emb)
-        os.replace(tmp, path)
-    return emb
+    def compute() -> np.ndarray:
+        from lmcourse.models.bert import encode, load_minilm
+
+        model, tokenizer = load_minilm()
+        return encode(model, tokenizer, sentences, batch_size=batch_size)
+
+    return cached_embeddings(compute, directory=cache_root() / "minilm-movies" if cache else None,
+                             prefix="emb", model=files_digest(MINILM_L6.sha256),
+                             inputs=["\n".join(sentences)],
+                             settings={"encode": "mean pooling, L2-normalised", "max_length": 256},
+                             n_rows=len(sentences))
 
 
 def embedding_features(embeddings: Any) -> np.ndarray:
@@ -909,11 +859,11 @@ def ranking_report(scores: Any, train_user: Any, train_movie: Any, test_user: An
     if np.isnan(s).any():
         raise ValueError("scores contain NaN: a NaN score cannot be ranked")
     n_users, n_movies = s.shape
-    k = _check_size("k", k)
+    k = check_int("k", k, 1)
     if k > n_movies:
         raise ValueError(f"k must be in [1, {n_movies}] (the number of movies), got {k}")
-    tr_u, tr_i = _check_pairs(train_user, train_movie, n_users, n_movies)
-    te_u, te_i = _check_pairs(test_user, test_movie, n_users, n_movies)
+    tr_u, tr_i = check_pairs(train_user, train_movie, n_users, n_movies)
+    te_u, te_i = check_pairs(test_user, test_movie, n_users, n_movies)
     if te_u.size == 0:
         raise ValueError("no test pairs: ranking metrics need at least one held-out rating")
     s[tr_u, tr_i] = s[np.isfinite(s)].min() - 1.0 if np.isfinite(s).any() else -np.inf

@@ -57,15 +57,10 @@ import numpy as np
 import optax
 from flax import nnx
 
-# The input checks (where values are concrete) are shared with the models; the MLP and its
-# explicit dropout live in ``lmcourse.models.mlp`` and are re-exported here (``R.MLP``,
-# ``R.dropout``), the names chapter 04 uses.
-from lmcourse.models.common import check_count as _check_count
-from lmcourse.models.common import check_int as _check_int
-from lmcourse.models.common import check_probability as _check_probability
-from lmcourse.models.common import check_range as _check_range
-from lmcourse.models.common import concrete as _concrete
+# The MLP and its explicit dropout live in ``lmcourse.models.mlp`` and are re-exported here
+# (``R.MLP``, ``R.dropout``), the names chapter 04 uses.
 from lmcourse.models.mlp import MLP, dropout  # noqa: F401  (re-exported: R.MLP, R.dropout)
+from lmcourse.validation import check_count, check_int, check_probability, check_range, concrete
 
 # --- data augmentation (数据增强) ----------------------------------------------------------------
 
@@ -93,7 +88,7 @@ def shift_images(images: jax.Array, dy: jax.Array, dx: jax.Array, pad: int) -> j
     """
     if images.ndim != 4:
         raise ValueError(f"expected images of shape (N, H, W, C), got {images.shape}")
-    p = _check_int("pad", pad, 0)
+    p = check_int("pad", pad, 0)
     if p == 0:
         return images
     _, h, w, c = images.shape
@@ -128,12 +123,12 @@ def random_shift(key: jax.Array, images: jax.Array, max_shift: int | jax.Array,
             traced ``max_shift`` without ``pad``.
     """
     if pad is None:
-        if _concrete(max_shift) is None:
+        if concrete(max_shift) is None:
             raise ValueError("a traced max_shift needs a static pad (the largest shift)")
-        _check_count("max_shift", max_shift)
+        check_count("max_shift", max_shift)
         pad = int(max_shift)
-    pad = _check_int("pad", pad, 0)
-    _check_count("max_shift", max_shift, 0, pad)
+    pad = check_int("pad", pad, 0)
+    check_count("max_shift", max_shift, 0, pad)
     if pad == 0:
         return images
     m = jnp.asarray(max_shift, jnp.int32)
@@ -158,7 +153,7 @@ def random_flip(key: jax.Array, images: jax.Array, probability: float | jax.Arra
         ValueError: a concrete ``probability`` outside ``[0, 1]`` or NaN (a traced one is not
             checked; see the module docstring).
     """
-    _check_probability("flip probability", probability)
+    check_probability("flip probability", probability)
     flip = jax.random.uniform(key, (images.shape[0],)) < probability
     return jnp.where(flip[:, None, None, None], flip_left_right(images), images)
 
@@ -183,7 +178,7 @@ def augment(key: jax.Array, images: jax.Array, labels: jax.Array, *,
     Raises:
         ValueError: as :func:`random_shift` and :func:`random_flip` (concrete values only).
     """
-    _check_probability("flip_probability", flip_probability)
+    check_probability("flip_probability", flip_probability)
     shift_key, flip_key = jax.random.split(key)
     images = random_shift(shift_key, images, max_shift, pad)
     if not (isinstance(flip_probability, int | float) and flip_probability == 0):
@@ -253,13 +248,13 @@ def check_hyper(hyper: _HyperFields, shift_pad: int | None = None) -> None:
         ValueError: naming the field, its valid range and the value found (NaN included).
     """
     for name in ("l1", "l2"):
-        _check_range(f"Hyper.{name}", getattr(hyper, name), 0.0, None,
+        check_range(f"Hyper.{name}", getattr(hyper, name), 0.0, None,
                      "a penalty strength is >= 0 (0 = no penalty)")
-    _check_probability("Hyper.dropout_rate", hyper.dropout_rate)
-    _check_range("Hyper.decoupled_decay", hyper.decoupled_decay, 0.0, 1.0,
+    check_probability("Hyper.dropout_rate", hyper.dropout_rate)
+    check_range("Hyper.decoupled_decay", hyper.decoupled_decay, 0.0, 1.0,
                  "it is the fraction of each weight removed per step (learning rate × wd)")
-    _check_probability("Hyper.flip_probability", hyper.flip_probability)
-    _check_count("Hyper.max_shift", hyper.max_shift, 0, shift_pad)
+    check_probability("Hyper.flip_probability", hyper.flip_probability)
+    check_count("Hyper.max_shift", hyper.max_shift, 0, shift_pad)
 
 
 class Hyper(_HyperFields):
@@ -327,11 +322,11 @@ class TrainConfig:
     shift_pad: int = 2
 
     def __post_init__(self) -> None:
-        _check_int("TrainConfig.epochs", self.epochs, 1)
-        _check_int("TrainConfig.batch_size", self.batch_size, 1)
+        check_int("TrainConfig.epochs", self.epochs, 1)
+        check_int("TrainConfig.batch_size", self.batch_size, 1)
         if self.patience is not None:
-            _check_int("TrainConfig.patience (None = never stop)", self.patience, 1)
-        _check_int("TrainConfig.shift_pad", self.shift_pad, 0)
+            check_int("TrainConfig.patience (None = never stop)", self.patience, 1)
+        check_int("TrainConfig.shift_pad", self.shift_pad, 0)
 
 
 class RunResult(NamedTuple):
@@ -400,7 +395,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
             ``hyper`` outside its ranges (:func:`check_hyper`, ``max_shift <= shift_pad``).
     """
     grad_fn = jax.value_and_grad(make_loss_fn(graphdef), has_aux=True)
-    shift_pad = _check_int("shift_pad", shift_pad, 0)
+    shift_pad = check_int("shift_pad", shift_pad, 0)
 
     def step(params, opt_state, x, y, key, hyper: Hyper):
         check_hyper(hyper, shift_pad)
@@ -530,8 +525,8 @@ def evaluate_params(graphdef: nnx.GraphDef, params, x: np.ndarray, y: np.ndarray
             ``0 .. K-1`` for a model with ``K`` outputs (the cross-entropy would read a clamped
             logit instead of failing).
     """
-    batch_size = _check_int("batch_size", batch_size, 1)
-    model_axes = _check_int("model_axes", model_axes, 0)
+    batch_size = check_int("batch_size", batch_size, 1)
+    model_axes = check_int("model_axes", model_axes, 0)
     if len(x) == 0 or len(x) != len(y):
         raise ValueError(f"x and y must be non-empty and of equal length, got {len(x)} and {len(y)}")
     _check_labels(graphdef, params, x, y, model_axes)
@@ -553,7 +548,7 @@ def _num_classes(graphdef: nnx.GraphDef, params, x, model_axes: int) -> int:
 
 
 def _check_labels(graphdef: nnx.GraphDef, params, x, y, model_axes: int) -> None:
-    labels = _concrete(y)
+    labels = concrete(y)
     if labels is None:
         return
     k = _num_classes(graphdef, params, x, model_axes)
@@ -580,7 +575,7 @@ def check_run_inputs(graphdef: nnx.GraphDef, config: TrainConfig, params, hyper:
         raise ValueError(f"x has {len(x)} examples but y has {len(y)}")
     _check_labels(graphdef, params, x, y, model_axes)
     for name, idx in (("train_idx", train_idx), ("val_idx", val_idx)):
-        rows = _concrete(idx)
+        rows = concrete(idx)
         if rows is None:
             continue
         if rows.size == 0 or rows.dtype.kind not in "iu":
@@ -709,7 +704,7 @@ def early_stopping(val_losses: Sequence[float], patience: int) -> EarlyStop:
     losses = [float(v) for v in val_losses]
     if not losses:
         raise ValueError("empty validation curve")
-    _check_int("patience", patience, 1)
+    check_int("patience", patience, 1)
     best_epoch, best = 0, float("inf")
     for epoch, loss in enumerate(losses):
         if loss < best:
@@ -732,8 +727,8 @@ def kfold_indices(n: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
         ValueError: unless ``n`` and ``k`` are integers, ``2 <= k <= n`` and ``k`` divides ``n``
             (equal folds give one array shape, which ``jax.vmap`` needs).
     """
-    _check_int("n", n, 1)
-    _check_int("k", k, 1)
+    check_int("n", n, 1)
+    check_int("k", k, 1)
     if not 2 <= k <= n:
         raise ValueError(f"need 2 <= k <= n, got k={k}, n={n}")
     if n % k:

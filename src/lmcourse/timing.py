@@ -36,6 +36,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from lmcourse.validation import check_int
+
 __all__ = ["Timing", "time_fn"]
 
 
@@ -117,9 +119,7 @@ def time_fn(fn: Callable[..., Any], *args: Any, repeats: int = 5, warmup: int = 
         ValueError: ``repeats`` not an integer >= 1 or ``warmup`` not an integer >= 0.
         TypeError: ``fn`` is not callable.
     """
-    for name, value, low in (("repeats", repeats, 1), ("warmup", warmup, 0)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    repeats, warmup = check_int("repeats", repeats, 1), check_int("warmup", warmup, 0)
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
     for _ in range(int(warmup)):

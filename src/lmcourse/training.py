@@ -30,6 +30,7 @@ from flax import nnx
 
 from lmcourse.compat import apply_gradients, get_modes, set_modes
 from lmcourse.progress import progress as progress_bar
+from lmcourse.validation import check_int, check_positive_int
 
 if TYPE_CHECKING:  # orbax is imported only when a run checkpoints
     from lmcourse.checkpoint import Checkpoint
@@ -40,7 +41,11 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def to_float_images(x: np.ndarray) -> np.ndarray:
-    """``(N, H, W)`` or ``(N, H, W, C)`` uint8 in [0, 255] → ``(N, H, W, C)`` float32 in [0, 1]."""
+    """``(N, H, W)`` or ``(N, H, W, C)`` uint8 in [0, 255] → ``(N, H, W, C)`` float32 in [0, 1].
+
+    Raises:
+        ValueError: ``x`` has neither 3 nor 4 axes.
+    """
     x = np.asarray(x)
     if x.ndim == 3:
         x = x[..., None]
@@ -54,9 +59,13 @@ def batches(n: int, batch_size: int, rng: np.random.Generator | None = None,
     """Yield index arrays of ``batch_size`` covering ``range(n)``, shuffled when ``rng`` is given.
 
     ``drop_last`` drops a final short batch (one compiled shape for the jitted step).
+
+    Raises:
+        ValueError: ``n`` is not an integer >= 0 or ``batch_size`` not a positive integer
+            (raised at the first ``next``, this being a generator).
     """
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    n = check_int("n", n, 0)
+    batch_size = check_positive_int("batch_size", batch_size)
     order = rng.permutation(n) if rng is not None else np.arange(n)
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):

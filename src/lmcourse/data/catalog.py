@@ -35,8 +35,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from lmcourse.data.fetch import (
     OFFLINE_ENV,
     ChecksumError,
@@ -230,12 +228,12 @@ ITEMS: tuple[Item, ...] = (
          "re-derived and compared on load", pattern="vader/splits_seed*_val*.json",
          inputs=("vader",), build=_build_vader_splits),
     Item("vader_embeddings", "frozen MiniLM sentence features of the VADER sentences", ("06",),
-         "derived", "computed by chapter 06 on its first run (multitask.embed_cached)", 36_407_936,
-         "pack manifest SHA-256; finite float32 matrix", pattern="vader/emb-*.npy",
+         "derived", "computed by chapter 06 on its first run (multitask.embed_cached)", 36_408_900,
+         "pack manifest SHA-256; finite float32 matrix", pattern="vader/emb-*.npz",
          inputs=("vader", "minilm")),
     Item("movie_embeddings", "MiniLM embeddings of the 9,066 MovieLens titles", ("09",), "derived",
-         "computed from movielens + minilm (recsys.movie_embeddings)", 13_925_504,
-         "pack manifest SHA-256; finite float32 matrix", pattern="minilm-movies/*.npy",
+         "computed from movielens + minilm (recsys.movie_embeddings)", 13_926_472,
+         "pack manifest SHA-256; finite float32 matrix", pattern="minilm-movies/*.npz",
          inputs=("movielens", "minilm"), build=_build_movie_embeddings),
 )
 CATALOG: dict[str, Item] = {item.name: item for item in ITEMS}
@@ -270,7 +268,7 @@ def registered_file(relpath: str) -> tuple[Item, DataFile] | None:
 
 
 def derived_item(relpath: str) -> Item | None:
-    """The derived item whose pattern matches ``relpath`` (e.g. ``"minilm-movies/ab12.npy"``)."""
+    """The derived item whose pattern matches ``relpath`` (e.g. ``"minilm-movies/emb-ab12.npz"``)."""
     for item in ITEMS:
         if item.kind == "derived" and fnmatch.fnmatchcase(relpath, item.pattern) and "/" in relpath \
                 and relpath.count("/") == item.pattern.count("/"):
@@ -294,16 +292,16 @@ def is_cached(item: Item, root: Path | None = None) -> bool:
 
 
 def check_derived_file(path: Path) -> None:
-    """A derived cache file is readable: ``.npy`` a finite 2-D float matrix, ``.json`` parses.
+    """A derived cache file is readable: ``.npz`` an embedding cache whose finite float32 matrix
+    checks out (:func:`lmcourse.embedding_cache.read_embeddings`), ``.json`` parses.
 
     Raises:
         DataError: naming the file and what is wrong.
     """
     try:
-        if path.suffix == ".npy":
-            a = np.load(path, allow_pickle=False)
-            if a.ndim != 2 or not np.issubdtype(a.dtype, np.floating) or not np.all(np.isfinite(a)):
-                raise DataError(f"{path.name}: expected a finite 2-D float matrix, got {a.dtype} {a.shape}")
+        if path.suffix == ".npz":
+            from lmcourse.embedding_cache import read_embeddings
+            read_embeddings(path)
         elif path.suffix == ".json":
             json.loads(path.read_text())
     except (OSError, ValueError, EOFError) as exc:

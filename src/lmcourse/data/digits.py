@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+from lmcourse.validation import check_fraction, check_int
+
 
 def load_digits_split(test_fraction: float = 0.25, seed: int = 0
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -30,10 +32,7 @@ def load_digits_split(test_fraction: float = 0.25, seed: int = 0
             leaves fewer than one image per class on either side (below 10/1797 or above
             1787/1797), or ``seed`` is not an integer >= 0.
     """
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float, np.number)):
-        raise ValueError(f"test_fraction must be a number in (0, 1), got {test_fraction!r}")
-    if not 0.0 < test_fraction < 1.0:  # also False for NaN
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    test_fraction = check_fraction("test_fraction", test_fraction, open_low=True, open_high=True)
     n_images, n_classes = 1_797, 10
     n_test = math.ceil(test_fraction * n_images)  # how scikit-learn rounds a float test_size
     if n_test < n_classes or n_images - n_test < n_classes:
@@ -41,8 +40,7 @@ def load_digits_split(test_fraction: float = 0.25, seed: int = 0
             f"test_fraction={test_fraction} puts {n_test} of {n_images} images in the test set; a "
             f"stratified split needs at least {n_classes} (one per class) on each side"
         )
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    seed = check_int("seed", seed, 0)
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 

@@ -63,7 +63,12 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file (``.gz`` is decompressed transparently); see :func:`parse_idx`."""
+    """Read an IDX file (``.gz`` is decompressed transparently); see :func:`parse_idx`.
+
+    Raises:
+        IdxFormatError: the file cannot be read or decompressed (missing, corrupt or truncated),
+            or its content is not valid IDX (see :func:`parse_idx`).
+    """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from lmcourse.data.fetch import DatasetUnavailableError
+from lmcourse.validation import check_fraction, check_int
 
 #: What the 2016 snapshot holds (checked at load time).
 N_RATINGS, N_USERS, N_MOVIES = 100_004, 671, 9_066
@@ -64,10 +65,12 @@ class MovieLens:
 
     @property
     def n_users(self) -> int:
+        """Number of users (rows of the user table; indices ``0 … n_users - 1``)."""
         return len(self.user_ids)
 
     @property
     def n_movies(self) -> int:
+        """Number of movies (rows of the movie table; indices ``0 … n_movies - 1``)."""
         return len(self.movie_ids)
 
     def __len__(self) -> int:
@@ -120,13 +123,6 @@ def load_movielens() -> MovieLens:
                      frame)
 
 
-def _check_fraction(name: str, value: float) -> float:
-    v = float(value)
-    if not 0.0 < v < 1.0:        # False for NaN too
-        raise ValueError(f"{name} must be in the open interval (0, 1), e.g. 0.2, got {value}")
-    return v
-
-
 def _check_rows(rows: np.ndarray, n: int) -> np.ndarray:
     r = np.sort(np.asarray(rows, np.int64))
     if r.size and (r[0] < 0 or r[-1] >= n):
@@ -167,7 +163,7 @@ def rating_split(data: MovieLens, test_fraction: float = 0.2, seed: int = 0,
         ValueError: ``test_fraction`` not in the open interval (0, 1) (NaN included), or
             ``rows`` with an index outside ``[0, len(data))`` or a repeated index.
     """
-    _check_fraction("test_fraction", test_fraction)
+    check_fraction("test_fraction", test_fraction, open_low=True, open_high=True)
     rows = np.arange(len(data)) if rows is None else _check_rows(rows, len(data))
     user, movie = data.user[rows], data.movie[rows]
     rng = np.random.default_rng(seed)
@@ -200,8 +196,8 @@ def train_val_test(data: MovieLens, test_fraction: float = 0.2, val_fraction: fl
     Raises:
         ValueError: a fraction not in the open interval (0, 1) (NaN included).
     """
-    _check_fraction("test_fraction", test_fraction)
-    _check_fraction("val_fraction", val_fraction)
+    check_fraction("test_fraction", test_fraction, open_low=True, open_high=True)
+    check_fraction("val_fraction", val_fraction, open_low=True, open_high=True)
     train, test = rating_split(data, test_fraction, seed=seed)
     fit, val = rating_split(data, val_fraction, seed=seed + 1, rows=train)
     return fit, val, test
@@ -219,10 +215,9 @@ def leave_last_out(data: MovieLens, n_last: int = 1, seed: int = 0
         ``len(test_idx) == n_last * n_users``.
 
     Raises:
-        ValueError: ``n_last`` not an integer ≥ 1, or some user has ≤ ``n_last`` ratings.
+        ValueError: ``n_last`` not an integer >= 1, or some user has ≤ ``n_last`` ratings.
     """
-    if isinstance(n_last, bool) or not isinstance(n_last, (int, np.integer)) or n_last < 1:
-        raise ValueError(f"n_last must be an integer ≥ 1, got {n_last!r}")
+    n_last = check_int("n_last", n_last, 1)
     rng = np.random.default_rng(seed)
     order = np.lexsort((rng.random(len(data)), -data.timestamp, data.user))  # newest first
     per_user = np.bincount(data.user, minlength=data.n_users)

@@ -25,6 +25,7 @@ import numpy as np
 
 from lmcourse.data.images import ImageData, load_fashion_mnist, load_mnist
 from lmcourse.metrics import box_iou
+from lmcourse.validation import check_int
 
 
 @dataclass(frozen=True)
@@ -78,11 +79,9 @@ def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
         ``(height, width)`` ``float32`` array.
 
     Raises:
-        ValueError: an output size that is not an integer ≥ 1, or an image that is not 2-D.
+        ValueError: an output size that is not an integer >= 1, or an image that is not 2-D.
     """
-    for v in (height, width):
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-            raise ValueError(f"output size must be integers ≥ 1, got {height}×{width}")
+    height, width = check_int("output height", height, 1), check_int("output width", width, 1)
     img = np.asarray(image, dtype=np.float32)
     if img.ndim != 2 or img.size == 0:
         raise ValueError(f"image must be a non-empty (H, W) array, got shape {img.shape}")
@@ -159,8 +158,7 @@ def make_scenes(images: np.ndarray, labels: np.ndarray, n_scenes: int, *, canvas
     for name, v in (("n_scenes", n_scenes), ("canvas_size", canvas_size),
                     ("min_objects", min_objects), ("max_objects", max_objects),
                     ("max_tries", max_tries)):
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-            raise ValueError(f"{name} must be an integer ≥ 1, got {v!r}")
+        check_int(name, v, 1)
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
         raise ValueError(f"labels must be a 1-D integer array, got {labels.dtype} {labels.shape}")
     if labels.min() < 0 or labels.max() >= len(class_names):
@@ -252,8 +250,7 @@ def make_scene_splits(dataset: str = "mnist", n_train: int = 2000, n_val: int = 
             that is not an integer ≥ 1.
     """
     for name, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-            raise ValueError(f"{name} must be an integer ≥ 1, got {v!r}")
+        check_int(name, v, 1)
     if data is None:
         loaders = {"mnist": load_mnist, "fashion_mnist": load_fashion_mnist}
         if dataset not in loaders:

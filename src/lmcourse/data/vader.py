@@ -48,6 +48,7 @@ import numpy as np
 
 from lmcourse.data.fetch import DataError, DatasetUnavailableError, cache_root, ensure_files
 from lmcourse.data.registry import VADER, ArchiveSource, DataFile
+from lmcourse.validation import check_fraction, check_int
 
 #: Corpus names, in the paper's order, and their files.
 CORPORA: tuple[str, ...] = ("tweets", "movie", "amazon", "nyt")
@@ -120,6 +121,7 @@ class ParseReport:
     problems: list[tuple[int, str, str]] = field(default_factory=list)
 
     def note(self, line_no: int, reason: str, text: str) -> None:
+        """Count one line under ``reason`` and keep its number and first 60 characters."""
         self.counts[reason] += 1
         self.problems.append((line_no, reason, text[:60]))
 
@@ -276,12 +278,7 @@ def polarity_labels(score: np.ndarray, threshold: float = POLARITY_THRESHOLD) ->
         ValueError: a score is NaN, infinite or outside [-1, 1] (a NaN would silently become
             "neutral"; a rating not divided by 4 would be out of range), or a bad ``threshold``.
     """
-    try:
-        t = float(threshold)
-    except (TypeError, ValueError):
-        t = math.nan
-    if isinstance(threshold, (bool, str, bytes)) or not 0.0 <= t < 1.0:
-        raise ValueError(f"threshold must be a number in [0, 1), got {threshold!r}")
+    threshold = check_fraction("threshold", threshold, open_high=True)
     s = np.asarray(score, dtype=np.float64)
     if not np.all(np.isfinite(s)):
         raise ValueError(f"score contains {int((~np.isfinite(s)).sum())} NaN or infinite value(s); "
@@ -307,10 +304,8 @@ def make_splits(data: VaderData, seed: int = 0, val_fraction: float = 0.2) -> di
         ValueError: ``seed`` not an integer ≥ 0, ``val_fraction`` not in [0, 1) (NaN included),
             or ``data`` has no sentences.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer ≥ 0, got {seed!r}")
-    if isinstance(val_fraction, bool) or not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    seed = check_int("seed", seed, 0)
+    val_fraction = check_fraction("val_fraction", val_fraction, open_high=True)
     if len(data) == 0:
         raise ValueError("data holds no sentences")
     splits = {}

@@ -38,27 +38,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lmcourse.models.attention import EncoderBlock, check_positive_int, padding_mask
+from lmcourse.models.attention import EncoderBlock, padding_mask
 from lmcourse.param_count import BertConfig
 from lmcourse.progress import progress as progress_bar
-
-
-def _values(x) -> np.ndarray | None:
-    """``x`` as a NumPy array, or ``None`` when it is a tracer (inside ``jit``/``grad``: no values)."""
-    try:
-        return np.asarray(x)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-        return None
-
-
-def _check_ids(name: str, ids: np.ndarray, size: int, size_name: str, fix: str) -> None:
-    bad = (ids < 0) | (ids >= size)
-    if bad.any():
-        where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(
-            f"{name}{list(where)} = {int(ids[where])} is outside the table's range [0, {size - 1}] "
-            f"({size_name}={size}; {int(bad.sum())} bad id(s), min {int(ids.min())}, max "
-            f"{int(ids.max())}); {fix}")
+from lmcourse.validation import check_ids, check_positive_int, concrete
 
 
 def validate_inputs(config: BertConfig, input_ids, attention_mask,
@@ -104,17 +87,17 @@ def validate_inputs(config: BertConfig, input_ids, attention_mask,
                                                           jnp.integer):
         raise ValueError(f"token_type_ids must be integers, got dtype "
                          f"{jnp.result_type(token_type_ids)}")
-    ids = _values(input_ids)
+    ids = concrete(input_ids)
     if ids is not None and ids.size:
-        _check_ids("input_ids", ids, config.vocab_size, "vocab_size",
-                   "use the tokenizer that belongs to the model (load_minilm returns both); ids of "
-                   "another vocabulary do not fit this embedding table")
-    types = _values(token_type_ids) if token_type_ids is not None else None
+        check_ids("input_ids", ids, config.vocab_size, size_name="vocab_size", fix=(
+                  "use the tokenizer that belongs to the model (load_minilm returns both); ids of "
+                  "another vocabulary do not fit this embedding table"))
+    types = concrete(token_type_ids) if token_type_ids is not None else None
     if types is not None and types.size:
-        _check_ids("token_type_ids", types, config.type_vocab_size, "type_vocab_size",
-                   "use 0 for the first segment and 1 for the second (as tokenize() does), or "
-                   "pass token_type_ids=None for all zeros")
-    mask = _values(attention_mask)
+        check_ids("token_type_ids", types, config.type_vocab_size, size_name="type_vocab_size",
+                  fix=("use 0 for the first segment and 1 for the second (as tokenize() does), or "
+                  "pass token_type_ids=None for all zeros"))
+    mask = concrete(attention_mask)
     if mask is not None and mask.size and not np.isin(mask, (0, 1)).all():
         raise ValueError(f"attention_mask must hold only 0 (padding) and 1 (real token), got "
                          f"values {np.unique(mask)[:5].tolist()}")

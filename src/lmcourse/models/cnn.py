@@ -35,6 +35,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from lmcourse.validation import (
+    check_fraction,
+    check_nonnegative_float,
+    check_positive_int,
+    check_rate,
+)
+
 #: Largest number of input channels for which :func:`conv_few_channels` uses shifted products.
 FEW_CHANNELS = 4
 
@@ -175,12 +182,6 @@ def conv_few_channels(lhs: jax.Array, rhs: jax.Array, window_strides, padding, *
                                         precision=precision, **kwargs)
 
 
-def _check_size(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 class CNN(nnx.Module):
     """The chapter-03 network. ``__call__`` maps ``(N, 28, 28, C)`` float32 images to ``(N, 10)`` logits.
 
@@ -200,13 +201,9 @@ class CNN(nnx.Module):
 
     def __init__(self, rngs: nnx.Rngs, in_channels: int = 1, num_classes: int = 10,
                  dropout_rate: float = 0.0):
-        in_channels = _check_size("in_channels", in_channels)
-        num_classes = _check_size("num_classes", num_classes)
-        if isinstance(dropout_rate, bool) or not isinstance(dropout_rate, (int, float, np.floating,
-                                                                             np.integer)):
-            raise ValueError(f"dropout_rate must be a number in [0, 1], got {dropout_rate!r}")
-        if not 0.0 <= float(dropout_rate) <= 1.0:  # NaN fails both comparisons
-            raise ValueError(f"dropout_rate must be in [0, 1] (0 = no dropout), got {dropout_rate}")
+        in_channels = check_positive_int("in_channels", in_channels)
+        num_classes = check_positive_int("num_classes", num_classes)
+        dropout_rate = check_rate("dropout_rate", dropout_rate)
         # conv1 sees few channels: shifted products (see conv_few_channels); same parameters.
         self.conv1 = nnx.Conv(in_channels, 32, (3, 3), padding="VALID", rngs=rngs,
                               conv_general_dilated=conv_few_channels)
@@ -279,7 +276,7 @@ def check_labels(labels: np.ndarray | Sequence[int], num_classes: int) -> np.nda
         ValueError: ``num_classes`` not a positive integer, labels not 1-D, not integers, or
             outside ``[0, num_classes - 1]`` (the message gives the first bad label and how many).
     """
-    num_classes = _check_size("num_classes", num_classes)
+    num_classes = check_positive_int("num_classes", num_classes)
     y = np.asarray(labels)
     if y.ndim != 1:
         raise ValueError(f"labels must be a 1-D array of class ids, got shape {y.shape} "
@@ -317,12 +314,6 @@ def _check_shares(shares: np.ndarray | Sequence[float]) -> np.ndarray:
     return pi
 
 
-def _check_tolerance(name: str, value: float) -> float:
-    if not (isinstance(value, (int, float, np.floating)) and math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
 def learned_nothing(loss: float, accuracy: float, shares: np.ndarray | Sequence[float], *,
                     loss_tol: float = 0.01, accuracy_tol: float = 0.01) -> bool:
     """Whether a (loss, accuracy) pair is the signature of a model whose output ignores its input.
@@ -356,10 +347,9 @@ def learned_nothing(loss: float, accuracy: float, shares: np.ndarray | Sequence[
     pi = _check_shares(shares)
     if not (math.isfinite(loss) and loss >= 0):
         raise ValueError(f"loss must be a finite cross-entropy >= 0 (nats), got {loss}")
-    if not 0.0 <= accuracy <= 1.0:
-        raise ValueError(f"accuracy must be in [0, 1], got {accuracy}")
-    loss_tol = _check_tolerance("loss_tol", loss_tol)
-    accuracy_tol = _check_tolerance("accuracy_tol", accuracy_tol)
+    accuracy = check_fraction("accuracy", accuracy)
+    loss_tol = check_nonnegative_float("loss_tol", loss_tol)
+    accuracy_tol = check_nonnegative_float("accuracy_tol", accuracy_tol)
     nonzero = pi[pi > 0]
     entropy = float(-(nonzero * np.log(nonzero)).sum())
     loss_flat = entropy - loss_tol <= loss <= math.log(pi.size) + loss_tol
@@ -396,7 +386,7 @@ def is_overfitting(train_losses: Sequence[float], val_losses: Sequence[float], *
     if not (np.all(np.isfinite(train)) and np.all(np.isfinite(val))
             and train.min() >= 0 and val.min() >= 0):
         raise ValueError("losses must be finite and >= 0")
-    rel_tol = _check_tolerance("rel_tol", rel_tol)
+    rel_tol = check_nonnegative_float("rel_tol", rel_tol)
     best = int(np.argmin(val))
     val_rose = val[-1] > val[best] * (1 + rel_tol)
     train_fell = train[-1] < train[best] * (1 - rel_tol)

@@ -2,10 +2,9 @@
 
 Used in chapters: 03, 05, 06.
 
-* :func:`count_params`: the number of trainable scalars of a Flax NNX module (real or abstract,
-  e.g. built with ``nnx.eval_shape``); the one place the course counts a built model.
-* The checks of argument values (:func:`concrete`, :func:`check_range`, …) live in
-  :mod:`lmcourse.validation`; they are re-exported here for the models that import them.
+:func:`count_params`: the number of trainable scalars of a Flax NNX module (real or abstract,
+e.g. built with ``nnx.eval_shape``); the one place the course counts a built model. The checks
+of argument values live in :mod:`lmcourse.validation`.
 """
 
 from __future__ import annotations
@@ -15,10 +14,7 @@ import math
 import jax
 from flax import nnx
 
-from lmcourse.validation import check_count, check_int, check_probability, check_range, concrete
-
-__all__ = ["check_count", "check_int", "check_probability", "check_range", "concrete",
-           "count_params"]
+__all__ = ["count_params"]
 
 
 def count_params(model: nnx.Module) -> int:

@@ -14,7 +14,6 @@ heads, targets (:func:`lmcourse.detection.centernet_targets`) and loss are the p
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,6 @@ from flax import nnx
 from lmcourse.compat import apply_gradients, make_optimizer
 from lmcourse.data.scenes import Scenes
 from lmcourse.detection import (
-    _check_fraction,
     centernet_targets,
     decode,
     postprocess,
@@ -36,25 +34,15 @@ from lmcourse.detection import (
 )
 from lmcourse.progress import progress as progress_bar
 from lmcourse.training import History, epoch_batches, train_loop
+from lmcourse.validation import (
+    check_batch_size,
+    check_fraction,
+    check_int,
+    check_nonnegative_float,
+    check_positive_float,
+)
 
 HEATMAP_PRIOR = 0.1  # initial heatmap probability (CenterNet / RetinaNet bias init −2.19)
-
-
-def _int_at_least(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
-    return int(value)
-
-
-def _nonnegative(name: str, value: float, *, positive: bool = False) -> float:
-    """A finite Python number ≥ 0 (> 0 if ``positive``); NaN and ±inf rejected."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number, got {value!r}") from None
-    if not math.isfinite(v) or v < 0 or (positive and v == 0):
-        raise ValueError(f"{name} must be finite and {'> 0' if positive else '≥ 0'}, got {value!r}")
-    return v
 
 
 class CenterNet(nnx.Module):
@@ -82,9 +70,9 @@ class CenterNet(nnx.Module):
     stride = 4
 
     def __init__(self, rngs: nnx.Rngs, num_classes: int = 10, width: int = 32, depth: int = 4):
-        num_classes = _int_at_least("num_classes", num_classes, 1)
-        width = _int_at_least("width", width, 1)
-        depth = _int_at_least("depth", depth, 0)
+        num_classes = check_int("num_classes", num_classes, 1)
+        width = check_int("width", width, 1)
+        depth = check_int("depth", depth, 0)
         self.num_classes = num_classes
         c = 2 * width
         self.stem = nnx.Conv(1, width, (3, 3), rngs=rngs)
@@ -134,7 +122,7 @@ def focal_loss(heatmap_logits: jax.Array, target: jax.Array, num_objects: jax.Ar
     Raises:
         ValueError: ``alpha`` or ``beta`` negative, NaN or infinite (Python numbers).
     """
-    alpha, beta = _nonnegative("alpha", alpha), _nonnegative("beta", beta)
+    alpha, beta = check_nonnegative_float("alpha", alpha), check_nonnegative_float("beta", beta)
     log_p = jax.nn.log_sigmoid(heatmap_logits)
     log_1mp = jax.nn.log_sigmoid(-heatmap_logits)
     p = jnp.exp(log_p)
@@ -160,8 +148,8 @@ def centernet_loss(model: CenterNet, images: jax.Array, targets: dict[str, jax.A
     Raises:
         ValueError: a negative, NaN or infinite weight.
     """
-    size_weight = _nonnegative("size_weight", size_weight)
-    offset_weight = _nonnegative("offset_weight", offset_weight)
+    size_weight = check_nonnegative_float("size_weight", size_weight)
+    offset_weight = check_nonnegative_float("offset_weight", offset_weight)
     heat, size, offset = model(images)
     b = heat.shape[0]
     mask = targets["mask"]
@@ -218,8 +206,8 @@ def scene_batch(scenes: Scenes, idx: np.ndarray, *, num_classes: int = 10, strid
                          f"{idx.shape}")
     if idx.size and (idx.min() < 0 or idx.max() >= len(scenes)):
         raise ValueError(f"scene indices must be in [0, {len(scenes)}), got {idx.min()}..{idx.max()}")
-    max_shift = _int_at_least("max_shift", max_shift, 0)
-    num_classes = _int_at_least("num_classes", num_classes, 1)
+    max_shift = check_int("max_shift", max_shift, 0)
+    num_classes = check_int("num_classes", num_classes, 1)
     real = np.arange(scenes.labels.shape[1])[None, :] < scenes.counts[idx][:, None]
     labels = scenes.labels[idx][real]
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
@@ -246,22 +234,27 @@ class DetectorHistory(History):
 
     @property
     def loss(self) -> list[float]:
+        """Total training loss per step (``step_loss``)."""
         return self.step_loss
 
     @property
     def heatmap_loss(self) -> list[float]:
+        """Focal heatmap loss per step."""
         return self.step_metrics.get("heatmap", [])
 
     @property
     def size_loss(self) -> list[float]:
+        """L1 box-size loss per step (in output cells)."""
         return self.step_metrics.get("size", [])
 
     @property
     def offset_loss(self) -> list[float]:
+        """L1 sub-cell offset loss per step."""
         return self.step_metrics.get("offset", [])
 
     @property
     def seconds(self) -> float:
+        """Wall-clock seconds of the run, compilation included (``wall_seconds``)."""
         return self.wall_seconds
 
 
@@ -300,15 +293,12 @@ def train_detector(model: CenterNet, scenes: Scenes, *, steps: int, batch_size: 
         NonFiniteLossError: (a ``FloatingPointError``) the loss became NaN or infinite; the
             message names the step.
     """
-    steps = _int_at_least("steps", steps, 1)
-    batch_size = _int_at_least("batch_size", batch_size, 1)
-    if batch_size > len(scenes):
-        raise ValueError(f"batch_size must be in [1, len(scenes)] = [1, {len(scenes)}], "
-                         f"got {batch_size}")
-    learning_rate = _nonnegative("learning_rate", learning_rate, positive=True)
-    warmup_steps = _int_at_least("warmup_steps", warmup_steps, 0)
-    weight_decay = _nonnegative("weight_decay", weight_decay)
-    max_shift = _int_at_least("max_shift", max_shift, 0)
+    steps = check_int("steps", steps, 1)
+    batch_size = check_batch_size(batch_size, len(scenes), "training scenes")
+    learning_rate = check_positive_float("learning_rate", learning_rate)
+    warmup_steps = check_int("warmup_steps", warmup_steps, 0)
+    weight_decay = check_nonnegative_float("weight_decay", weight_decay)
+    max_shift = check_int("max_shift", max_shift, 0)
     schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, min(warmup_steps, steps // 2),
                                                   steps, learning_rate * 0.01)
     optimizer = make_optimizer(model, optax.adamw(schedule, weight_decay=weight_decay))
@@ -357,9 +347,9 @@ def raw_detections(model: CenterNet, images: np.ndarray, *, batch_size: int = 10
     if images.ndim != 3 or images.dtype != np.uint8:
         raise ValueError(f"images must be (N, S, S) uint8 scenes (0–255), got {images.dtype} "
                          f"{images.shape}")
-    batch_size = _int_at_least("batch_size", batch_size, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
     g = images.shape[1] // model.stride
-    top_k = _int_at_least("top_k", top_k, 1)
+    top_k = check_int("top_k", top_k, 1)
     if top_k > g * g * model.num_classes:
         raise ValueError(f"top_k must be in [1, G·G·C] = [1, {g * g * model.num_classes}], "
                          f"got {top_k}")
@@ -388,8 +378,8 @@ def detect(model: CenterNet, images: np.ndarray, *, batch_size: int = 100, top_k
         ValueError: as :func:`raw_detections` and :func:`lmcourse.detection.postprocess`
             (thresholds outside [0, 1] or NaN; NaN scores from a diverged model).
     """
-    _check_fraction("score_threshold", score_threshold)     # fail before the forward passes
-    _check_fraction("iou_threshold", iou_threshold)
+    check_fraction("score_threshold", score_threshold)     # fail before the forward passes
+    check_fraction("iou_threshold", iou_threshold)
     boxes, scores, classes = raw_detections(model, images, batch_size=batch_size, top_k=top_k,
                                            progress=progress)
     return postprocess(boxes, scores, classes, score_threshold=score_threshold,

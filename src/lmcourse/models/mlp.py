@@ -5,7 +5,7 @@ Used in chapters: none directly; imported by ``lmcourse.regularization``.
 :func:`dropout` takes its key and its rate as arguments (not module attributes), so the rate can
 be a traced value that ``jax.vmap`` varies across models. Concrete bad values raise
 ``ValueError``; traced ones cannot be tested with a Python ``if`` and pass (see
-:mod:`lmcourse.models.common`).
+:mod:`lmcourse.validation`).
 
 Source: dropout, Srivastava et al., "Dropout: a simple way to prevent neural networks from
 overfitting", JMLR 15 (2014).
@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lmcourse.models.common import check_int, check_probability
+from lmcourse.validation import check_int, check_probability
 
 
 def dropout(key: jax.Array, x: jax.Array, rate: float | jax.Array) -> jax.Array:

@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lmcourse.recsys import _check_pairs, _check_size, _is_traced
+from lmcourse.recsys import check_pairs
+from lmcourse.validation import check_int, is_traced
 
 
 class NeuMF(nnx.Module):
@@ -32,14 +33,14 @@ class NeuMF(nnx.Module):
 
     def __init__(self, n_users: int, n_movies: int, dim: int = 16,
                  hidden: tuple[int, ...] = (32, 16), *, rngs: nnx.Rngs):
-        self.n_users = _check_size("n_users", n_users)
-        self.n_movies = _check_size("n_movies", n_movies)
-        dim = _check_size("dim", dim)
+        self.n_users = check_int("n_users", n_users, 1)
+        self.n_movies = check_int("n_movies", n_movies, 1)
+        dim = check_int("dim", dim, 1)
         hidden = tuple(hidden)
         if not hidden:
             raise ValueError("hidden must list at least one layer width, e.g. (32, 16)")
         for width in hidden:
-            _check_size("hidden layer width", width)
+            check_int("hidden layer width", width, 1)
         init = nnx.initializers.normal(0.01)
         self.gmf_user = nnx.Embed(n_users, dim, embedding_init=init, rngs=rngs)
         self.gmf_movie = nnx.Embed(n_movies, dim, embedding_init=init, rngs=rngs)
@@ -55,8 +56,8 @@ class NeuMF(nnx.Module):
         self.out = nnx.Linear(dim + hidden[-1], 1, rngs=rngs)
 
     def __call__(self, user: jax.Array, movie: jax.Array) -> jax.Array:
-        if not (_is_traced(user) or _is_traced(movie)):
-            _check_pairs(user, movie, self.n_users, self.n_movies)
+        if not (is_traced(user) or is_traced(movie)):
+            check_pairs(user, movie, self.n_users, self.n_movies)
         gmf = self.gmf_user(user) * self.gmf_movie(movie)
         h = jnp.concatenate([self.mlp_user(user), self.mlp_movie(movie)], axis=-1)
         for n in range(self.n_layers):
