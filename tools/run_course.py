@@ -80,7 +80,7 @@ def save_results(path: Path, scale: str, seconds: float, results: dict, commit: 
     payload = {
         "notebook": path.name,
         "scale": scale,
-        "command": f"python tools/run_course.py {path.name[:2]} --scale {scale} --save-results",
+        "command": f"python tools/run_course.py {path.stem} --scale {scale} --save-results",
         "seconds": round(seconds, 1),
         "device": device,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",

@@ -15,6 +15,10 @@ Regression
     :func:`r2_score`, :func:`pearson_r`.
 Ranking (recommendation, retrieval)
     :func:`precision_at_k`, :func:`recall_at_k`, :func:`ndcg_at_k`.
+Text generation (chapter 07)
+    :func:`exact_match`, :func:`exact_match_by_group`, :func:`corpus_bleu` (tokenizers
+    :func:`tokenize_13a`, :func:`bleu_tokens`), :func:`corpus_chrf`; checked against sacrebleu
+    2.6 in ``tests/test_text_metrics.py``.
 Detection
     :func:`box_iou`; average precision as COCO computes it: :func:`match_detections`,
     :func:`detection_precision_recall`, :func:`interpolated_average_precision`,
@@ -44,6 +48,7 @@ compare every function with it, or with SciPy, on random inputs to 1e-9).
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -1299,3 +1304,305 @@ def mean_average_precision(gt_boxes: Any, gt_labels: Any, pred_boxes: Any, pred_
         gt_boxes, gt_labels, pred_boxes, pred_scores, pred_labels, lab, iou_thresholds=thr,
         max_detections=max_detections)) for lab in _gt_classes(gt_labels)]
     return float(np.mean(ap))
+
+
+# ----------------------------------------------------------------------------------------------
+# text generation: exact match, BLEU, chrF (chapter 07; checked against sacrebleu 2.6)
+# ----------------------------------------------------------------------------------------------
+# mteval-v13a's language-dependent part, as sacrebleu's TokenizerRegexp (sacrebleu 2.6)
+_RE_13A = (
+    (re.compile(r"([\{-\~\[-\` -\&\(-\+\:-\@\/])"), r" \1 "),   # punctuation and symbols
+    (re.compile(r"([^0-9])([\.,])"), r"\1 \2 "),                # period/comma unless after a digit
+    (re.compile(r"([\.,])([^0-9])"), r" \1 \2"),                # … unless before a digit
+    (re.compile(r"([0-9])(-)"), r"\1 \2 "),                     # dash after a digit
+)
+BLEU_TOKENIZERS = ("13a", "char", "none")
+
+
+def tokenize_13a(line: str) -> list[str]:
+    """The tokens of ``line`` under mteval-v13a (WMT's standard, sacrebleu's default ``"13a"``).
+
+    Unescapes ``&quot; &amp; &lt; &gt;``, drops ``<skipped>`` and end-of-line hyphenation, splits
+    off punctuation and symbols (not ``.``/``,`` between digits, and a ``-`` only after a digit),
+    then splits on whitespace. ``"1987-03-09"`` → ``["1987", "-", "03", "-", "09"]``; a Chinese
+    date ``"1987年3月9日"`` stays one token (13a knows no CJK: use ``"char"``).
+    """
+    line = line.replace("<skipped>", "").replace("-\n", "").replace("\n", " ")
+    if "&" in line:
+        for escaped, char in (("&quot;", '"'), ("&amp;", "&"), ("&lt;", "<"), ("&gt;", ">")):
+            line = line.replace(escaped, char)
+    line = f" {line} "
+    for pattern, repl in _RE_13A:
+        line = pattern.sub(repl, line)
+    return line.split()
+
+
+def bleu_tokens(line: str, tokenize: str = "13a") -> list[str]:
+    """``line`` (trailing whitespace stripped, as sacrebleu does) split into BLEU's tokens.
+
+    ``"13a"``: :func:`tokenize_13a`; ``"char"``: every non-space character is a token
+    (sacrebleu's ``char``: for Chinese, Japanese, and dates); ``"none"``: whitespace split.
+
+    Raises:
+        ValueError: an unknown ``tokenize``.
+    """
+    line = line.rstrip()
+    if tokenize == "13a":
+        return tokenize_13a(line)
+    if tokenize == "char":
+        return [c for c in line if not c.isspace()]
+    if tokenize == "none":
+        return line.split()
+    raise ValueError(f"tokenize must be one of {', '.join(BLEU_TOKENIZERS)}; got {tokenize!r}")
+
+
+def _text_corpus(hypotheses: Any, references: Any) -> tuple[list[str], list[list[str]]]:
+    """Check a corpus: one hypothesis string per segment, and per segment one reference string
+    or a non-empty sequence of them."""
+    if isinstance(hypotheses, str):
+        raise ValueError("hypotheses must be a sequence of strings (one per segment), got one "
+                         "string; wrap it: [hypothesis]")
+    if isinstance(references, str):
+        raise ValueError("references must be a sequence (one entry per segment), got one string; "
+                         "wrap it: [reference]")
+    hyps, refs = list(hypotheses), list(references)
+    if not hyps:
+        raise ValueError("the corpus is empty: give at least one hypothesis")
+    if len(hyps) != len(refs):
+        raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} references; give one reference "
+                         "(or a list of references) per hypothesis")
+    out = []
+    for i, (h, r) in enumerate(zip(hyps, refs, strict=True)):
+        if not isinstance(h, str):
+            raise ValueError(f"hypotheses[{i}] is {type(h).__name__}, expected str")
+        rs = [r] if isinstance(r, str) else list(r)
+        if not rs or not all(isinstance(x, str) for x in rs):
+            raise ValueError(f"references[{i}] must be a string or a non-empty list of strings, "
+                             f"got {r!r}")
+        out.append(rs)
+    return hyps, out
+
+
+def exact_match(hypotheses: Any, references: Any) -> float:
+    """Fraction of segments whose hypothesis equals (one of) its reference(s), character for
+    character. Raises ``ValueError`` as :func:`corpus_bleu` for a bad corpus."""
+    hyps, refs = _text_corpus(hypotheses, references)
+    return float(np.mean([h in r for h, r in zip(hyps, refs, strict=True)]))
+
+
+def exact_match_by_group(hypotheses: Any, references: Any, groups: ArrayLike) -> dict[Any, float]:
+    """:func:`exact_match` per group (e.g. per source language), groups in sorted order.
+
+    Raises:
+        ValueError: a bad corpus, or ``groups`` not one label per segment.
+    """
+    hyps, refs = _text_corpus(hypotheses, references)
+    g = _labels("groups", groups)
+    if len(g) != len(hyps):
+        raise ValueError(f"groups has {len(g)} labels for {len(hyps)} segments; give one each")
+    hit = np.asarray([h in r for h, r in zip(hyps, refs, strict=True)])
+    return {k.item() if hasattr(k, "item") else k: float(hit[g == k].mean()) for k in np.unique(g)}
+
+
+class BleuScore(NamedTuple):
+    """Corpus BLEU and its parts.
+
+    Attributes:
+        score: BLEU in [0, 100] (sacrebleu's scale).
+        precisions: modified n-gram precisions p_1 … p_N in percent (smoothed where a count is 0).
+        brevity_penalty: BP in [0, 1].
+        hyp_len, ref_len: total hypothesis tokens and total closest-reference tokens.
+    """
+
+    score: float
+    precisions: list[float]
+    brevity_penalty: float
+    hyp_len: int
+    ref_len: int
+
+
+def _ngrams(tokens: list[str], max_order: int) -> dict[tuple[str, ...], int]:
+    counts: dict[tuple[str, ...], int] = {}
+    for n in range(1, max_order + 1):
+        for i in range(len(tokens) - n + 1):
+            key = tuple(tokens[i:i + n])
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def corpus_bleu(hypotheses: Any, references: Any, *, tokenize: str = "13a", max_order: int = 4,
+                smooth: str = "exp") -> BleuScore:
+    r"""Corpus-level BLEU (Papineni et al. 2002), computed as sacrebleu 2.6 computes it.
+
+    .. math:: \mathrm{BLEU} = \mathrm{BP}\cdot\exp\Big(\tfrac1N\sum_{n=1}^{N}\log p_n\Big),\quad
+              \mathrm{BP} = \min\big(1, e^{1 - r/c}\big)
+
+    where ``p_n`` is the modified n-gram precision over the whole corpus (each hypothesis n-gram
+    counted at most as often as in the reference that has it most), ``c`` the total hypothesis
+    length and ``r`` the sum over segments of the reference length closest to the hypothesis
+    length (ties: the shorter). Statistics are summed over segments first (a corpus score, not
+    a mean of sentence scores). ``smooth="exp"`` (sacrebleu's default, mteval-v13a's): the k-th
+    order with no match gets precision 1 / (2^k · total n-grams of that order); ``"none"``: a
+    zero precision makes BLEU 0. No match at all gives 0.
+
+    Args:
+        hypotheses: one string per segment.
+        references: per segment one reference string, or a list of references.
+        tokenize: ``"13a"`` (sacrebleu's default), ``"char"`` or ``"none"`` (:func:`bleu_tokens`).
+        max_order: ``N`` (4 by default).
+        smooth: ``"exp"`` or ``"none"``.
+
+    Returns:
+        :class:`BleuScore` (``.score`` in [0, 100]).
+
+    Raises:
+        ValueError: an empty corpus, different numbers of hypotheses and references, a
+            non-string entry, an unknown ``tokenize`` or ``smooth``, ``max_order`` < 1.
+
+    Source: Papineni et al. (2002), *BLEU*, ACL; Post (2018), *A Call for Clarity in Reporting
+    BLEU Scores* (sacrebleu); Chen & Cherry (2014) for the smoothing.
+    """
+    hyps, refs = _text_corpus(hypotheses, references)
+    max_order = _check_k(max_order, "max_order")
+    if smooth not in ("exp", "none"):
+        raise ValueError(f"smooth must be 'exp' or 'none'; got {smooth!r}")
+    correct, total = [0] * max_order, [0] * max_order
+    hyp_len = ref_len = 0
+    for hyp, rs in zip(hyps, refs, strict=True):
+        h = bleu_tokens(hyp, tokenize)
+        ref_counts: dict[tuple[str, ...], int] = {}
+        lens = []
+        for r in rs:
+            toks = bleu_tokens(r, tokenize)
+            lens.append(len(toks))
+            for gram, c in _ngrams(toks, max_order).items():
+                ref_counts[gram] = max(ref_counts.get(gram, 0), c)
+        hyp_len += len(h)
+        ref_len += min(lens, key=lambda n: (abs(n - len(h)), n))
+        for gram, c in _ngrams(h, max_order).items():
+            total[len(gram) - 1] += c
+            correct[len(gram) - 1] += min(c, ref_counts.get(gram, 0))
+    bp = 1.0 if hyp_len >= ref_len else (math.exp(1 - ref_len / hyp_len) if hyp_len else 0.0)
+    precisions = [0.0] * max_order
+    if not any(correct):
+        return BleuScore(0.0, precisions, bp, hyp_len, ref_len)
+    doubling = 1.0
+    for n in range(max_order):
+        if total[n] == 0:
+            break
+        if correct[n] == 0:
+            if smooth == "exp":
+                doubling *= 2
+                precisions[n] = 100.0 / (doubling * total[n])
+        else:
+            precisions[n] = 100.0 * correct[n] / total[n]
+    if min(precisions) == 0.0:
+        return BleuScore(0.0, precisions, bp, hyp_len, ref_len)
+    score = bp * math.exp(sum(math.log(p) for p in precisions) / max_order)
+    return BleuScore(score, precisions, bp, hyp_len, ref_len)
+
+
+_PUNCTUATION = set("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
+def _chrf_words(line: str) -> list[str]:
+    """chrF++'s words: whitespace split, one leading or trailing punctuation mark split off."""
+    words = []
+    for w in line.split():
+        if len(w) > 1 and w[-1] in _PUNCTUATION:
+            words += [w[:-1], w[-1]]
+        elif len(w) > 1 and w[0] in _PUNCTUATION:
+            words += [w[0], w[1:]]
+        else:
+            words.append(w)
+    return words
+
+
+def _chrf_grams(line: str, char_order: int, word_order: int) -> list[dict[Any, int]]:
+    chars = "".join(line.split())                      # whitespace is not part of chrF's n-grams
+    grams: list[dict[Any, int]] = []
+    for n in range(1, char_order + 1):
+        counts: dict[Any, int] = {}
+        for i in range(len(chars) - n + 1):
+            counts[chars[i:i + n]] = counts.get(chars[i:i + n], 0) + 1
+        grams.append(counts)
+    words = _chrf_words(line) if word_order else []
+    for n in range(1, word_order + 1):
+        counts = {}
+        for i in range(len(words) - n + 1):
+            key = " ".join(words[i:i + n])
+            counts[key] = counts.get(key, 0) + 1
+        grams.append(counts)
+    return grams
+
+
+def _chrf_f(stats: list[int], beta: float) -> float:
+    """chrF from summed ``[hyp, ref, match]`` counts per order: the F_β of the precision and
+    recall averaged over the orders where both sides have n-grams (sacrebleu ≥ 2.0's
+    "effective order"); 0 when there is none or nothing matches."""
+    b2 = beta ** 2
+    prec = rec = 0.0
+    effective = 0
+    for i in range(0, len(stats), 3):
+        n_hyp, n_ref, n_match = stats[i:i + 3]
+        if n_hyp > 0 and n_ref > 0:
+            prec += n_match / n_hyp
+            rec += n_match / n_ref
+            effective += 1
+    if effective:
+        prec, rec = prec / effective, rec / effective
+    if prec + rec == 0:
+        return 0.0
+    return 100 * (1 + b2) * prec * rec / (b2 * prec + rec)
+
+
+def corpus_chrf(hypotheses: Any, references: Any, *, char_order: int = 6, word_order: int = 0,
+                beta: float = 2.0) -> float:
+    r"""Corpus chrF (Popović 2015; chrF++ with ``word_order=2``, Popović 2017), as sacrebleu 2.6.
+
+    Character n-grams (n = 1 … ``char_order``) of each segment with whitespace removed; per
+    order the matched counts (clipped), the hypothesis and reference counts are summed over the
+    corpus; the character n-gram precision P and recall R are the averages over the orders,
+    and
+
+    .. math:: \mathrm{chrF}_\beta = 100\cdot\frac{(1+\beta^2)\,P\,R}{\beta^2 P + R}
+
+    (β = 2: recall weighs twice as much as precision). With several references a segment uses
+    the one giving it the best F. An order where the reference has no n-gram does not count the
+    hypothesis's ones, and orders with no n-gram on either side are left out of the averages.
+
+    Args:
+        hypotheses, references: as :func:`corpus_bleu`.
+        char_order: largest character n-gram (6); word_order: largest word n-gram (0; 2 = chrF++);
+        beta: β > 0.
+
+    Returns:
+        float in [0, 100].
+
+    Raises:
+        ValueError: a bad corpus (see :func:`corpus_bleu`), ``char_order`` < 1,
+            ``word_order`` < 0, ``beta`` not finite and > 0.
+
+    Source: Popović (2015), *chrF: character n-gram F-score for automatic MT evaluation*, WMT;
+    sacrebleu 2.6 ``CHRF`` (its default, ``eps_smoothing=False``).
+    """
+    from lmcourse.validation import check_int, check_positive_float
+
+    hyps, refs = _text_corpus(hypotheses, references)
+    char_order = _check_k(char_order, "char_order")
+    word_order = check_int("word_order", word_order, 0)
+    beta = check_positive_float("beta", beta)
+    totals = [0] * (3 * (char_order + word_order))
+    for hyp, rs in zip(hyps, refs, strict=True):
+        h = _chrf_grams(hyp, char_order, word_order)
+        best, best_f = None, -1.0
+        for r in rs:
+            stats = []
+            for hg, rg in zip(h, _chrf_grams(r, char_order, word_order), strict=True):
+                match = sum(min(c, rg[g]) for g, c in hg.items() if g in rg)
+                stats += [sum(hg.values()) if rg else 0, sum(rg.values()), match]
+            f = _chrf_f(stats, beta)
+            if f > best_f:
+                best, best_f = stats, f
+        totals = [a + b for a, b in zip(totals, best, strict=True)]
+    return _chrf_f(totals, beta)

@@ -7,6 +7,7 @@ Used in chapters: none directly.
 
 from lmcourse.models.cnn import CNN, max_pool_2x2
 from lmcourse.models.common import count_params
+from lmcourse.models.gpt import GPT, GPTConfig, KVCache
 from lmcourse.models.mlp import MLP
 
-__all__ = ["CNN", "MLP", "count_params", "max_pool_2x2"]
+__all__ = ["CNN", "GPT", "MLP", "GPTConfig", "KVCache", "count_params", "max_pool_2x2"]
