@@ -1,7 +1,8 @@
 """Sentence embeddings saved in the data cache: one NPZ file per (model, texts, settings),
 checked when it is read back.
 
-Used in chapters: 06, 09; imported by ``lmcourse.multitask``, ``lmcourse.recsys``.
+Used in chapters: none directly; imported by ``lmcourse.data.catalog``, ``lmcourse.multitask``,
+``lmcourse.recsys``.
 
 Encoding a few thousand sentences with MiniLM takes a minute or more on a CPU, so the chapters
 compute sentence embeddings once and reuse them. The file name is a hash (:func:`cache_key`) of

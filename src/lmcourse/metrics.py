@@ -1,6 +1,6 @@
 """Evaluation metrics in NumPy, written to agree with scikit-learn (chapter 10 teaches them).
 
-Used in chapters: 06, 08, 09, 10; imported by ``lmcourse.data.scenes``, ``lmcourse.detection``,
+Used in chapters: 06, 07, 08, 09, 10; imported by ``lmcourse.data.scenes``, ``lmcourse.detection``,
 ``lmcourse.multitask``, ``lmcourse.recsys``.
 
 Classification from labels

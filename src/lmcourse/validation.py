@@ -1,8 +1,15 @@
 """Checks of arguments at public boundaries: the one place for "is this a positive integer, a
 rate, a probability, a valid id?".
 
-Used in chapters: none directly; imported by the models, the training code and the data
-loaders of ``lmcourse``.
+Used in chapters: none directly; imported by ``lmcourse.backprop``, ``lmcourse.baselines``,
+``lmcourse.bpe``, ``lmcourse.checkpoint``, ``lmcourse.data.dates``, ``lmcourse.data.digits``,
+``lmcourse.data.movielens``, ``lmcourse.data.scenes``, ``lmcourse.data.shakespeare``,
+``lmcourse.data.vader``, ``lmcourse.detection``, ``lmcourse.generation``, ``lmcourse.metrics``,
+``lmcourse.models.attention``, ``lmcourse.models.bert``, ``lmcourse.models.cnn``,
+``lmcourse.models.detector``, ``lmcourse.models.gpt``, ``lmcourse.models.mlp``,
+``lmcourse.models.neumf``, ``lmcourse.models.seq2seq``, ``lmcourse.multitask``,
+``lmcourse.param_count``, ``lmcourse.recsys``, ``lmcourse.regularization``, ``lmcourse.timing``,
+``lmcourse.training``.
 
 JAX clamps out-of-range indices and propagates NaN silently, so every public function of the
 course checks what it is given with these helpers and raises a ``ValueError`` that names the

@@ -1,7 +1,6 @@
 """scikit-learn's 8×8 handwritten digits (UCI "Optical Recognition of Handwritten Digits").
 
-Used in chapters: none directly.
-"""
+Used in chapters: none directly."""
 
 from __future__ import annotations
 

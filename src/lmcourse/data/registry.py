@@ -1,7 +1,7 @@
 """One registry of the course's datasets: name → files, SHA-256, official URLs, offline sources.
 
 Used in chapters: 00; imported by ``lmcourse.data.catalog``, ``lmcourse.data.fetch``,
-``lmcourse.data.images``, ``lmcourse.data.vader``.
+``lmcourse.data.images``, ``lmcourse.data.shakespeare``, ``lmcourse.data.vader``.
 
 Checksums are of the *uncompressed* files, so the same hash checks a file whatever source it
 came from (an official ``.gz`` download, Debian's package, the npm package). The cache

@@ -1,6 +1,7 @@
 """Attention and the Transformer encoder block, small and readable, in Flax NNX.
 
-Used in chapters: 05; imported by ``lmcourse.models.bert``.
+Used in chapters: 05; imported by ``lmcourse.models.bert``, ``lmcourse.models.gpt``,
+``lmcourse.models.seq2seq``.
 
 Source: Vaswani et al. (2017), *Attention Is All You Need*, eq. 1 (scaled dot-product
 attention), §3.2.2 (multi-head attention) and §3.1 (the encoder layer: a residual connection
