@@ -31,15 +31,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from lmcourse.data.fetch import DataError, cache_root, display_path
+from lmcourse.data.fetch import DataError, cache_root, display_path, write_json_atomic
 from lmcourse.validation import check_fraction, check_ids, check_int, check_positive_int
 
 LANGUAGES: tuple[str, ...] = ("en", "zh", "ja", "de", "fr", "ru")
@@ -215,15 +213,7 @@ def load_date_split(seed: int = 0, val_fraction: float = 0.05, test_fraction: fl
         saved = json.loads(path.read_text())
         _compare(saved, fresh, path)
     else:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".split.", suffix=".part", dir=folder)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(fresh, f)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        write_json_atomic(path, fresh)
     return split
 
 

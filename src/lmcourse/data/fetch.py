@@ -30,6 +30,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
+import json
 import math
 import os
 import shutil
@@ -201,6 +202,25 @@ def verify(path: Path, expected: DataFile, dataset: str) -> None:
     if actual != expected.sha256:
         raise ChecksumError(f"{dataset}/{expected.name}: SHA-256 {actual[:16]}… does not match "
                             f"the registry's {expected.sha256[:16]}… (corrupt or wrong file)")
+
+
+def write_json_atomic(path: Path, obj: object) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (a temporary file in the same folder, then a
+    rename), creating the folder; a reader never sees a half-written file.
+
+    Raises:
+        OSError: the folder cannot be created or written.
+        TypeError: ``obj`` is not JSON-serialisable.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def install_file(dataset: str, expected: DataFile, folder: Path,

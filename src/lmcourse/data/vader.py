@@ -38,15 +38,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from lmcourse.data.fetch import DataError, DatasetUnavailableError, cache_root, ensure_files
+from lmcourse.data.fetch import (
+    DataError,
+    DatasetUnavailableError,
+    cache_root,
+    ensure_files,
+    write_json_atomic,
+)
 from lmcourse.data.registry import VADER, ArchiveSource, DataFile
 from lmcourse.validation import check_fraction, check_int
 
@@ -343,15 +347,7 @@ def load_splits(data: VaderData, seed: int = 0, val_fraction: float = 0.2,
         if saved != fresh:
             raise DataError(f"{path}: saved split differs from the one seed {seed} gives; delete it")
     else:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".splits.", suffix=".part", dir=folder)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(fresh, f)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        write_json_atomic(path, fresh)
     row = {k: i for i, k in enumerate(data.key)}
     return {c: {part: np.asarray([row[k] for k in keys], dtype=np.int64) for part, keys in parts.items()}
             for c, parts in fresh.items()}
