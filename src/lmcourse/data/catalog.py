@@ -169,6 +169,12 @@ def _build_vader_splits(root: Path) -> None:
     load_splits(load_vader(root), seed=0, root=root)
 
 
+def _build_date_split(root: Path) -> None:
+    from lmcourse.data.dates import load_date_split
+
+    load_date_split(seed=0, root=root)
+
+
 def _build_movie_embeddings(root: Path) -> None:
     if root.resolve() != cache_root().resolve():
         raise DataError("movie embeddings are built in the cache named by LMCOURSE_DATA_DIR only")
@@ -231,6 +237,10 @@ ITEMS: tuple[Item, ...] = (
          "derived", "computed by chapter 06 on its first run (multitask.embed_cached)", 36_408_900,
          "pack manifest SHA-256; finite float32 matrix", pattern="vader/emb-*.npz",
          inputs=("vader", "minilm")),
+    Item("date_split", "the days 1900-2099 split by day for chapter 07 (CLDR dates via Babel)",
+         ("07",), "derived", "computed from the installed babel (dates.load_date_split)", 584_863,
+         "re-derived and compared on load (Babel/CLDR versions, probe and days SHA-256)",
+         pattern="dates/split_seed*.json", build=_build_date_split),
     Item("movie_embeddings", "MiniLM embeddings of the 9,066 MovieLens titles", ("09",), "derived",
          "computed from movielens + minilm (recsys.movie_embeddings)", 13_926_472,
          "pack manifest SHA-256; finite float32 matrix", pattern="minilm-movies/*.npz",

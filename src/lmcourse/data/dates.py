@@ -1,7 +1,7 @@
 """Dates written in six languages by the Unicode CLDR (through Babel), paired with ISO 8601:
 chapter 07's translation data.
 
-Used in chapters: 07.
+Used in chapters: 07; imported by ``lmcourse.data.catalog``.
 
 Every day from 1900-01-01 to 2099-12-31 (73,049 days) is rendered by
 ``babel.dates.format_date`` in the ``full``, ``long`` and ``medium`` formats of six locales
