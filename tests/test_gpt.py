@@ -229,3 +229,18 @@ def test_ngram_bad_input(kwargs, match):
         ngram_log_probs(**args)
     with pytest.raises(ValueError, match="outside"):
         ngram_bits_per_token(ngram_log_probs(np.array([0, 1]), 2, 2), np.array([0, 2]))
+
+
+def test_train_step_and_optimizer_lower_the_loss_and_refuse_bad_settings():
+    from lmcourse.models.gpt import make_lm_optimizer, train_step
+
+    cfg = GPTConfig("t", vocab_size=11, d_model=16, layers=1, heads=2, n_ctx=8)
+    model = GPT(cfg, rngs=nnx.Rngs(0))
+    optimizer = make_lm_optimizer(model, steps=20, peak_lr=1e-2, warmup_steps=2)
+    batch = next(random_windows(np.random.default_rng(0).integers(0, 11, 500), 4, 8, 0))
+    losses = [float(train_step(model, optimizer, batch.x, batch.y)) for _ in range(10)]
+    assert losses[-1] < losses[0] - 0.3          # it memorises one batch
+    for bad in (dict(warmup_steps=20), dict(peak_lr=0.0), dict(b2=1.0), dict(end_fraction=1.5)):
+        settings = dict(steps=20, peak_lr=1e-3, warmup_steps=2) | bad
+        with pytest.raises(ValueError):
+            make_lm_optimizer(model, **settings)

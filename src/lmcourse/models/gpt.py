@@ -54,7 +54,7 @@ from lmcourse.validation import (
 )
 
 __all__ = ["GPT", "GPTConfig", "KVCache", "TokenBatch", "causal_mask", "check_token_ids",
-           "evaluate_lm", "lm_loss", "random_windows"]
+           "evaluate_lm", "lm_loss", "make_lm_optimizer", "random_windows", "train_step"]
 
 _INIT_STD = 0.02   # GPT-2 / nanoGPT: N(0, 0.02) for every weight matrix and embedding
 
@@ -360,6 +360,74 @@ def lm_loss(model: GPT, x: jax.Array, y: jax.Array, weights: jax.Array | None = 
     if weights is None:
         return losses.mean()
     return (losses * weights).sum() / jnp.maximum(weights.sum(), 1e-9)
+
+
+def make_lm_optimizer(model: GPT, *, steps: int, peak_lr: float, warmup_steps: int,
+                      weight_decay: float = 0.1, b2: float = 0.99, clip_norm: float = 1.0,
+                      end_fraction: float = 0.1) -> nnx.Optimizer:
+    """Chapter 07's pretraining optimizer: AdamW, linear warm-up then cosine decay, global-norm clip.
+
+    The learning rate rises linearly from 0 to ``peak_lr`` over ``warmup_steps`` steps, then decays
+    along a cosine to ``end_fraction * peak_lr`` at ``steps`` (nanoGPT's ``shakespeare_char``
+    recipe: AdamW with ``beta2 = 0.99``, weight decay 0.1, gradients clipped to norm 1.0;
+    Loshchilov & Hutter 2019 for AdamW, Loshchilov & Hutter 2017 for the cosine schedule).
+
+    Args:
+        model: the :class:`GPT` whose ``nnx.Param`` variables are optimised.
+        steps: total optimizer steps (the end of the cosine), ``> warmup_steps``.
+        peak_lr: the learning rate after warm-up, > 0.
+        warmup_steps: linear warm-up steps, >= 0.
+        weight_decay: AdamW's decoupled weight decay, >= 0.
+        b2: Adam's second-moment decay in (0, 1).
+        clip_norm: the global gradient norm is clipped to this value, > 0.
+        end_fraction: final learning rate as a fraction of ``peak_lr``, in [0, 1].
+
+    Returns:
+        an ``nnx.Optimizer`` (use it with :func:`train_step`).
+
+    Raises:
+        ValueError: a step count, rate or fraction is outside the range above.
+    """
+    from lmcourse.compat import make_optimizer
+    from lmcourse.validation import check_fraction, check_int, check_nonnegative_float
+
+    steps = check_positive_int("steps", steps)
+    warmup_steps = check_int("warmup_steps", warmup_steps, 0)
+    if warmup_steps >= steps:
+        raise ValueError(f"warmup_steps={warmup_steps} must be smaller than steps={steps}")
+    peak_lr = check_positive_float("peak_lr", peak_lr)
+    b2 = check_positive_float("b2", b2)
+    if b2 >= 1:
+        raise ValueError(f"b2 must be in (0, 1), got {b2}")
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, peak_lr, warmup_steps=warmup_steps, decay_steps=steps,
+        end_value=peak_lr * check_fraction("end_fraction", end_fraction))
+    tx = optax.chain(optax.clip_by_global_norm(check_positive_float("clip_norm", clip_norm)),
+                     optax.adamw(schedule, b2=b2,
+                                 weight_decay=check_nonnegative_float("weight_decay", weight_decay)))
+    return make_optimizer(model, tx)
+
+
+@nnx.jit
+def train_step(model: GPT, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array) -> jax.Array:
+    """One optimizer step on :func:`lm_loss`, in place (model and optimizer are updated).
+
+    Args:
+        model: a :class:`GPT` (in ``train()`` mode for dropout).
+        optimizer: its ``nnx.Optimizer`` (e.g. :func:`make_lm_optimizer`).
+        x, y: int32 ``(B, T)`` inputs and next-token targets (a :class:`TokenBatch`).
+
+    Returns:
+        float32 scalar: the batch's loss in nats per token *before* the update.
+
+    Raises:
+        ValueError: as :func:`lm_loss` (shapes; ids are only shape-checked inside ``jit``).
+    """
+    from lmcourse.compat import apply_gradients
+
+    loss, grads = nnx.value_and_grad(lm_loss)(model, x, y)
+    apply_gradients(optimizer, model, grads)
+    return loss
 
 
 class TokenBatch(NamedTuple):
