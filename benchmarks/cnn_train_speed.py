@@ -42,15 +42,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # _env.py, also when loaded by path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _env  # noqa: E402
 
 DEFAULT_VARIANTS = ["jax-course", "torch-eager", "jax-before", "keras-step", "jax-default",
                     "torch-channels-last", "keras-fit", "torch-compile"]
@@ -61,6 +61,8 @@ COURSE_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
 BATCH = 128
 INFER_BATCH = 1000
 TORCH_THREADS = 2
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "torch", "tensorflow-cpu", "tensorflow", "keras",
+            "numpy", "ml_dtypes", "protobuf")
 
 # variant -> (XLA flag from lmcourse on, pool, conv1):
 #   pool "vjp" = lmcourse.models.cnn.max_pool_2x2 (reduce_window forward, mask backward),
@@ -83,11 +85,6 @@ KERAS_VARIANTS = ("keras-step", "keras-fit")
 # --------------------------------------------------------------------------------------------
 # Workers (one variant per process)
 # --------------------------------------------------------------------------------------------
-
-def _peak_rss_mb() -> float:
-    """Peak resident set size of this process in MB (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
 
 def _to_float_images(x):
     """``(N, 28, 28)`` uint8 -> ``(N, 28, 28, 1)`` float32 in [0, 1].
@@ -129,7 +126,8 @@ def _run_jax(variant: str, args: argparse.Namespace) -> dict:
     from flax import nnx
 
     from lmcourse.compat import make_optimizer
-    from lmcourse.models.cnn import CNN, count_params, max_pool_2x2
+    from lmcourse.models import count_params
+    from lmcourse.models.cnn import CNN, max_pool_2x2
     from lmcourse.training import to_float_images, train_step
 
     _, pool_kind, conv1_kind = JAX_VARIANTS[variant]
@@ -372,9 +370,9 @@ def worker(variant: str, args: argparse.Namespace) -> None:
         result["train_img_s"] = args.steps * BATCH / result["train_s"]
         result["infer_img_s"] = args.infer_batches * INFER_BATCH / result["infer_s"]
     except Exception as exc:  # reported, e.g. a torch.compile without a working C++ compiler
-        result = {"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"}
-    result["peak_rss_mb"] = _peak_rss_mb()
-    result["children_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        result = _env.error_record(exc)
+    result["peak_rss_mb"] = _env.peak_rss_mb()
+    result["children_peak_rss_mb"] = _env.peak_rss_mb(resource.RUSAGE_CHILDREN)
     Path(args.result).write_text(json.dumps(result))
 
 
@@ -399,53 +397,11 @@ def _env_for(variant: str) -> dict:
     return env
 
 
-def _versions() -> dict:
-    out = {"python": platform.python_version()}
-    for pkg in ("jax", "jaxlib", "flax", "optax", "torch", "tensorflow-cpu", "tensorflow",
-                "keras", "numpy", "ml_dtypes", "protobuf"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
-def _machine() -> dict:
-    info = {"cpu_model": platform.processor() or "unknown", "cpu_count": os.cpu_count(),
-            "cpus_usable": len(os.sched_getaffinity(0)), "platform": platform.platform()}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return info
-    for line in text.splitlines():
-        if line.startswith("model name"):
-            info["cpu_model"] = line.split(":", 1)[1].strip()
-            break
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines()
-                  if ln.startswith("flags")), [])
-    info["isa"] = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
-    return info
-
-
 def _spawn(variant: str, args: argparse.Namespace, result_path: Path) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", variant,
            "--steps", str(args.steps), "--warmup", str(args.warmup), "--seed", str(args.seed),
            "--infer-batches", str(args.infer_batches), "--result", str(result_path)]
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, env=_env_for(variant), capture_output=True, text=True,
-                              timeout=args.timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {args.timeout} s"}
-    wall = time.perf_counter() - t0
-    if result_path.exists():
-        result = json.loads(result_path.read_text())
-        result_path.unlink()
-    else:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        result = {"error": f"exit code {proc.returncode}: {' | '.join(tail)[:300]}"}
-    result["process_wall_s"] = wall
-    return result
+    return _env.spawn_worker(cmd, _env_for(variant), result_path, args.timeout)
 
 
 def _fmt(value, spec=",.0f", missing="-"):
@@ -454,32 +410,13 @@ def _fmt(value, spec=",.0f", missing="-"):
 
 def summarize(variants: list[str], runs: dict[str, list[dict]]) -> dict[str, dict]:
     """Medians over the successful rounds of each variant, and ratios to ``BASELINE``."""
-    summary = {}
-    for v in variants:
-        ok = [r for r in runs[v] if "error" not in r]
-        if not ok:
-            summary[v] = {"error": runs[v][0].get("error", "no result") if runs[v] else "not run"}
-            continue
-        train = [r["train_img_s"] for r in ok]
-        summary[v] = {
-            "rounds_ok": len(ok), "rounds_failed": len(runs[v]) - len(ok),
-            "train_img_s": statistics.median(train), "train_img_s_min": min(train),
-            "train_img_s_max": max(train),
-            "infer_img_s": statistics.median(r["infer_img_s"] for r in ok),
-            "first_step_s": statistics.median(r["first_step_s"] for r in ok),
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in ok),
-            "children_peak_rss_mb": max(r["children_peak_rss_mb"] for r in ok),
-            "final_loss": statistics.median(r["final_loss"] for r in ok),
-            "params": ok[0]["params"],
-        }
-        if len(ok) < len(runs[v]):
-            summary[v]["error"] = next(r["error"] for r in runs[v] if "error" in r)
-    base = summary.get(BASELINE, {})
-    for s in summary.values():
-        for key in ("train_img_s", "infer_img_s"):
-            if key in s and base.get(key):
-                s[key.replace("img_s", "vs_torch_eager")] = s[key] / base[key]
-    return summary
+    return _env.summarize_rounds(
+        variants, runs,
+        [("train_img_s", "spread"), ("infer_img_s", "median"), ("first_step_s", "median"),
+         ("peak_rss_mb", "max"), ("children_peak_rss_mb", "max"), ("final_loss", "median"),
+         ("params", "first")],
+        baseline=BASELINE,
+        ratios=[("train_img_s", "train_vs_torch_eager"), ("infer_img_s", "infer_vs_torch_eager")])
 
 
 def print_table(variants: list[str], summary: dict[str, dict]) -> None:
@@ -540,37 +477,30 @@ def main(argv: list[str] | None = None) -> int:
     groups = [[v for v in variants if v in JAX_VARIANTS],
               [v for v in variants if v not in JAX_VARIANTS and v not in KERAS_VARIANTS],
               [v for v in variants if v in KERAS_VARIANTS]]
-    order = [g[i] for i in range(max(map(len, groups))) for g in groups if i < len(g)]
+    order = _env.interleave(groups)
 
-    versions, machine = _versions(), _machine()
-    print("versions:", ", ".join(f"{k} {v}" for k, v in versions.items() if v))
-    print(f"machine:  {machine['cpu_model']}, {machine['cpus_usable']} usable CPU(s), "
-          f"ISA {' '.join(machine.get('isa', []))}; {machine['platform']}")
-    load_start = os.getloadavg()
-    print(f"load average at start: {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}")
-    if load_start[0] > 0.5:
-        print("WARNING: other processes are using the CPU; the numbers will be noisy "
-              "(rerun when the load average is below ~0.5)")
+    versions, machine = _env.versions(PACKAGES), _env.machine()
+    load_start = _env.print_environment(versions, machine)
     print(f"{args.rounds} round(s) x {len(order)} variant(s); {args.steps} timed steps of batch "
           f"{BATCH} after {args.warmup} warm-up steps; inference {args.infer_batches} x "
           f"{INFER_BATCH}\n")
 
-    runs: dict[str, list[dict]] = {v: [] for v in variants}
+    def run_one(v: str, rnd: int) -> dict:
+        r = _spawn(v, args, Path(tmp) / f"{v}-{rnd}.json")
+        r["round"] = rnd
+        msg = r["error"] if "error" in r else (
+            f"train {r['train_img_s']:,.0f} img/s, infer {r['infer_img_s']:,.0f} img/s, "
+            f"first step {r['first_step_s']:.1f} s, RSS {r['peak_rss_mb']:,.0f} MB")
+        print(f"  round {rnd + 1}/{args.rounds} {v:<20} {msg} "
+              f"[{r['process_wall_s']:.0f} s]", flush=True)
+        return r
+
     t_all = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        for rnd in range(args.rounds):
-            k = rnd % len(order)
-            for v in order[k:] + order[:k]:  # rotate the start so no variant always goes first
-                r = _spawn(v, args, Path(tmp) / f"{v}-{rnd}.json")
-                r["round"] = rnd
-                runs[v].append(r)
-                msg = r["error"] if "error" in r else (
-                    f"train {r['train_img_s']:,.0f} img/s, infer {r['infer_img_s']:,.0f} img/s, "
-                    f"first step {r['first_step_s']:.1f} s, RSS {r['peak_rss_mb']:,.0f} MB")
-                print(f"  round {rnd + 1}/{args.rounds} {v:<20} {msg} "
-                      f"[{r['process_wall_s']:.0f} s]", flush=True)
+        by_variant = _env.run_rounds(order, args.rounds, run_one)  # start rotated every round
+    runs = {v: by_variant[v] for v in variants}
     total_s = time.perf_counter() - t_all
-    load_end = os.getloadavg()
+    load_end = _env.load_average()
 
     summary = summarize(variants, runs)
     print(f"\nmedians over {args.rounds} round(s); ratios to {BASELINE} (same run); "
@@ -579,18 +509,16 @@ def main(argv: list[str] | None = None) -> int:
     flags = next((r["xla_flags"] for r in runs.get("jax-course", []) if "xla_flags" in r), None)
     if flags is not None:
         print(f"\njax-course XLA_FLAGS: {flags!r}")
-    print(f"total {total_s:.0f} s; load average at end: "
-          f"{load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}")
+    print(f"total {total_s:.0f} s; load average at end: {_env.format_load(load_end)}")
 
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "versions": versions, "machine": machine, "settings": {
+        _env.write_results(
+            args.json, versions=versions, machine=machine, settings={
                 "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
                 "batch": BATCH, "infer_batch": INFER_BATCH, "infer_batches": args.infer_batches,
                 "torch_threads": TORCH_THREADS, "seed": args.seed, "order": order},
-            "load_average_start": load_start, "load_average_end": load_end,
-            "total_s": total_s, "summary": summary, "runs": runs}, indent=2))
-        print(f"wrote {args.json}")
+            load_start=load_start, load_end=load_end, total_s=total_s, summary=summary,
+            runs=runs, indent=2)
     return 0
 
 

@@ -45,17 +45,17 @@ import argparse
 import json
 import math
 import os
-import platform
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # _env.py, also when loaded by path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _env  # noqa: E402
 
 DEFAULT_VARIANTS = ["jax-course", "torch-eager"]
 ALL_VARIANTS = ["jax-course", "torch-eager", "torch-sdpa", "torch-compile"]
@@ -67,6 +67,7 @@ ADAM_EPS = 1e-8
 CLIP_NORM = 1.0
 LAST = 50          # the loss-agreement window (last steps)
 FINAL = 20         # the "final loss" column (last steps)
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "torch", "numpy")
 
 
 # --------------------------------------------------------------------------------------------
@@ -353,39 +354,14 @@ def worker(variant: str, args: argparse.Namespace) -> None:
         result["final_loss"] = statistics.fmean(result["losses"][-FINAL:])
         result[f"last{LAST}_loss"] = statistics.fmean(result["losses"][-LAST:])
     except Exception as exc:  # reported, e.g. a torch.compile without a working C++ compiler
-        result = {"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"}
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result = _env.error_record(exc)
+    result["peak_rss_mb"] = _env.peak_rss_mb()
     Path(args.result).write_text(json.dumps(result))
 
 
 # --------------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------------
-
-def _versions() -> dict:
-    out = {"python": platform.python_version()}
-    for pkg in ("jax", "jaxlib", "flax", "optax", "torch", "numpy"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
-def _machine() -> dict:
-    info = {"cpu_model": platform.processor() or "unknown", "cpu_count": os.cpu_count(),
-            "cpus_usable": len(os.sched_getaffinity(0)), "platform": platform.platform()}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return info
-    info["cpu_model"] = next((ln.split(":", 1)[1].strip() for ln in text.splitlines()
-                              if ln.startswith("model name")), info["cpu_model"])
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines()
-                  if ln.startswith("flags")), [])
-    info["isa"] = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
-    return info
-
 
 def _common_args(args: argparse.Namespace) -> list[str]:
     return ["--steps", str(args.steps), "--warmup", str(args.warmup), "--batch", str(args.batch),
@@ -398,50 +374,24 @@ def _common_args(args: argparse.Namespace) -> list[str]:
 def _spawn(variant: str, args: argparse.Namespace, seed: int, data: Path, result: Path) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", variant, "--seed", str(seed),
            "--data", str(data), "--result", str(result), *_common_args(args)]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {args.timeout} s"}
-    wall = time.perf_counter() - t0
-    if result.exists():
-        out = json.loads(result.read_text())
-        result.unlink()
-    else:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        out = {"error": f"exit code {proc.returncode}: {' | '.join(tail)[:300]}"}
-    out["process_wall_s"] = wall
-    return out
+    return _env.spawn_worker(cmd, dict(os.environ, PYTHONUNBUFFERED="1"), result, args.timeout)
 
 
 def summarize(variants: list[str], runs: dict[str, list[dict]]) -> dict[str, dict]:
     """Medians over the successful rounds, ratios to ``BASELINE``, and the loss agreement."""
-    summary: dict[str, dict] = {}
-    for v in variants:
-        ok = [r for r in runs[v] if "error" not in r]
-        if not ok:
-            summary[v] = {"error": runs[v][0].get("error", "no result") if runs[v] else "not run"}
-            continue
-        tok = [r["train_tok_s"] for r in ok]
-        lastk = [r[f"last{LAST}_loss"] for r in ok]
-        summary[v] = {
-            "rounds_ok": len(ok), "rounds_failed": len(runs[v]) - len(ok),
-            "train_tok_s": statistics.median(tok), "train_tok_s_min": min(tok),
-            "train_tok_s_max": max(tok),
-            "first_step_s": statistics.median(r["first_step_s"] for r in ok),
-            "final_loss": statistics.median(r["final_loss"] for r in ok),
-            f"last{LAST}_loss_by_round": lastk,
-            "seed_spread": max(lastk) - min(lastk) if len(lastk) > 1 else None,
-            "first_loss_by_round": [r["losses"][0] for r in ok],
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in ok), "params": ok[0]["params"],
-        }
-        if len(ok) < len(runs[v]):
-            summary[v]["error"] = next(r["error"] for r in runs[v] if "error" in r)
+    def lastk(ok: list[dict]) -> list[float]:
+        return [r[f"last{LAST}_loss"] for r in ok]
+
+    summary = _env.summarize_rounds(
+        variants, runs,
+        [("train_tok_s", "spread"), ("first_step_s", "median"), ("final_loss", "median"),
+         (f"last{LAST}_loss_by_round", lastk),
+         ("seed_spread", lambda ok: max(lastk(ok)) - min(lastk(ok)) if len(ok) > 1 else None),
+         ("first_loss_by_round", lambda ok: [r["losses"][0] for r in ok]),
+         ("peak_rss_mb", "max"), ("params", "first")],
+        baseline=BASELINE, ratios=[("train_tok_s", "train_vs_torch_eager")])
     base = summary.get(BASELINE, {})
     for v, s in summary.items():
-        if "train_tok_s" in s and base.get("train_tok_s"):
-            s["train_vs_torch_eager"] = s["train_tok_s"] / base["train_tok_s"]
         if v == BASELINE or "train_tok_s" not in s or "train_tok_s" not in base:
             continue
         pairs = [(a, b) for a, b in zip(runs[v], runs[BASELINE], strict=True)
@@ -541,21 +491,25 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; known: {ALL_VARIANTS}")
     # Alternate frameworks within a round: JAX, PyTorch, (JAX,) PyTorch, ...
-    groups = [[v for v in variants if v.startswith("jax")],
-              [v for v in variants if v.startswith("torch")]]
-    order = [g[i] for i in range(max(map(len, groups))) for g in groups if i < len(g)]
+    order = _env.interleave([[v for v in variants if v.startswith("jax")],
+                             [v for v in variants if v.startswith("torch")]])
 
-    versions, machine = _versions(), _machine()
-    print("versions:", ", ".join(f"{k} {v}" for k, v in versions.items() if v))
-    print(f"machine:  {machine['cpu_model']}, {machine['cpus_usable']} usable CPU(s), "
-          f"ISA {' '.join(machine.get('isa', []))}; {machine['platform']}")
-    load_start = os.getloadavg()
-    print(f"load average at start: {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}")
-    if load_start[0] > 0.5:
-        print("WARNING: other processes are using the CPU; the numbers will be noisy "
-              "(rerun when the load average is below ~0.5)")
+    versions, machine = _env.versions(PACKAGES), _env.machine()
+    load_start = _env.print_environment(versions, machine)
     seeds = [args.seed + r for r in range(args.rounds)]
-    runs: dict[str, list[dict]] = {v: [] for v in variants}
+
+    def run_one(v: str, rnd: int) -> dict:
+        seed = seeds[rnd]
+        r = _spawn(v, args, seed, Path(tmp) / f"seed{seed}.npz", Path(tmp) / f"{v}-{rnd}.json")
+        r["round"], r["seed"] = rnd, seed
+        msg = r["error"] if "error" in r else (
+            f"train {r['train_tok_s']:,.0f} tok/s, first step {r['first_step_s']:.1f} s, "
+            f"loss {r['losses'][0]:.4f} -> {r['final_loss']:.4f}, "
+            f"RSS {r['peak_rss_mb']:,.0f} MB")
+        print(f"  round {rnd + 1}/{args.rounds} (seed {seed}) {v:<14} {msg} "
+              f"[{r['process_wall_s']:.0f} s]", flush=True)
+        return r
+
     t_all = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -569,28 +523,16 @@ def main(argv: list[str] | None = None) -> int:
               f"weight decay {args.weight_decay:g}; torch init: {args.torch_init}; "
               f"{args.rounds} round(s) x {len(order)} variant(s), seeds {seeds} "
               f"[prepared in {time.perf_counter() - t0:.0f} s]\n")
-        for rnd, seed in enumerate(seeds):
-            k = rnd % len(order)
-            for v in order[k:] + order[:k]:  # rotate the start so no variant always goes first
-                r = _spawn(v, args, seed, Path(tmp) / f"seed{seed}.npz",
-                           Path(tmp) / f"{v}-{rnd}.json")
-                r["round"], r["seed"] = rnd, seed
-                runs[v].append(r)
-                msg = r["error"] if "error" in r else (
-                    f"train {r['train_tok_s']:,.0f} tok/s, first step {r['first_step_s']:.1f} s, "
-                    f"loss {r['losses'][0]:.4f} -> {r['final_loss']:.4f}, "
-                    f"RSS {r['peak_rss_mb']:,.0f} MB")
-                print(f"  round {rnd + 1}/{args.rounds} (seed {seed}) {v:<14} {msg} "
-                      f"[{r['process_wall_s']:.0f} s]", flush=True)
+        by_variant = _env.run_rounds(order, args.rounds, run_one)  # start rotated every round
+    runs = {v: by_variant[v] for v in variants}
     total_s = time.perf_counter() - t_all
-    load_end = os.getloadavg()
+    load_end = _env.load_average()
 
     summary = summarize(variants, runs)
     print(f"\nmedians over {args.rounds} round(s); ratios to {BASELINE} (same run); loss = mean "
           f"of the last {FINAL} steps (median over seeds)\n")
     print_table(variants, summary)
-    print(f"\ntotal {total_s:.0f} s; load average at end: "
-          f"{load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}")
+    print(f"\ntotal {total_s:.0f} s; load average at end: {_env.format_load(load_end)}")
 
     if args.json:
         settings = {k: v for k, v in vars(args).items()
@@ -598,11 +540,9 @@ def main(argv: list[str] | None = None) -> int:
         settings.update(order=order, seeds=seeds, torch_threads=TORCH_THREADS, betas=BETAS,
                         adam_eps=ADAM_EPS, clip_norm=CLIP_NORM, layer_norm_eps=LAYER_NORM_EPS,
                         **data_info)
-        Path(args.json).write_text(json.dumps({
-            "versions": versions, "machine": machine, "settings": settings,
-            "load_average_start": load_start, "load_average_end": load_end,
-            "total_s": total_s, "summary": summary, "runs": runs}, indent=1))
-        print(f"wrote {args.json}")
+        _env.write_results(args.json, versions=versions, machine=machine, settings=settings,
+                           load_start=load_start, load_end=load_end, total_s=total_s,
+                           summary=summary, runs=runs, indent=1)
     return 0
 
 

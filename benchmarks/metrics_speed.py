@@ -31,8 +31,8 @@ import argparse
 import gc
 import os
 import platform
-import statistics
 import subprocess
+import sys
 import time
 import tracemalloc
 from importlib.metadata import version
@@ -42,6 +42,10 @@ import numpy as np
 from sklearn import metrics as skm
 
 from lmcourse import metrics as lm
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # _env.py, also when loaded by path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _env  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 
@@ -74,14 +78,7 @@ def peak_bytes(func, *args) -> int:
 
 
 def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = _env.cpu_model(platform.processor() or platform.machine())
     return f"{model}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
 
 
@@ -115,18 +112,20 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for name, ((ours_f, ours_args), (sk_f, sk_args)) in cases.items():
-        times: dict[str, list[float]] = {"ours": [], "sklearn": []}
+        calls = {"ours": (ours_f, ours_args), "sklearn": (sk_f, sk_args)}
         values: dict[str, float] = {}
-        for r in range(args.repeats):
-            order = [("ours", ours_f, ours_args), ("sklearn", sk_f, sk_args)]
-            for who, func, fargs in (order if r % 2 == 0 else order[::-1]):
-                seconds, values[who] = timed(func, *fargs)
-                times[who].append(seconds)
+
+        def run_one(who: str, _round: int, calls=calls, values=values) -> float:
+            seconds, values[who] = timed(calls[who][0], *calls[who][1])
+            return seconds
+
+        # ours, sklearn, then sklearn, ours, ...
+        times = _env.run_rounds(list(calls), args.repeats, run_one)
         if abs(values["ours"] - values["sklearn"]) > 1e-9:
             raise SystemExit(f"{name}: results differ: ours {values['ours']!r}, "
                              f"scikit-learn {values['sklearn']!r}")
         peaks = {"ours": peak_bytes(ours_f, *ours_args), "sklearn": peak_bytes(sk_f, *sk_args)}
-        med = {who: statistics.median(t) for who, t in times.items()}
+        med = _env.medians(times)
         row = dict(metric=name, value=values["ours"], ours=med["ours"], sklearn=med["sklearn"],
                    ratio=med["sklearn"] / med["ours"],
                    spread_ours=(min(times["ours"]), max(times["ours"])),

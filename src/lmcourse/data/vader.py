@@ -35,7 +35,6 @@ and the VADER baseline are scored on the same test halves.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from collections import Counter
@@ -46,12 +45,12 @@ import numpy as np
 
 from lmcourse.data.fetch import (
     DataError,
-    DatasetUnavailableError,
+    LocalArchive,
     cache_root,
     ensure_files,
     write_json_atomic,
 )
-from lmcourse.data.registry import VADER, ArchiveSource, DataFile
+from lmcourse.data.registry import VADER, DataFile
 from lmcourse.validation import check_fraction, check_int
 
 #: Corpus names, in the paper's order, and their files.
@@ -96,13 +95,10 @@ def ensure_vader(root: Path | None = None, archive: str | Path | None = None) ->
         DatasetUnavailableError: no source gave verified files; lists every attempt and how to fix
             it (a local archive: ``archive=<path to hutto_ICWSM_2014.tar.gz>``).
     """
-    local = (ArchiveSource(str(archive), ARCHIVE_INNER, what="ground-truth files"),) if archive else ()
-    try:
-        paths = ensure_files(dataclasses.replace(VADER, sources=local + VADER.sources), root)
-    except DatasetUnavailableError as exc:
-        raise DatasetUnavailableError(
-            f"{exc}\nA copy of the archive (from {OFFICIAL_URL}, e.g. downloaded on another "
-            f"machine) also works: ensure_vader(archive=<path to {ARCHIVE.name}>).") from exc
+    local = LocalArchive(archive, ARCHIVE_INNER, what="ground-truth files", hint=(
+        f"A copy of the archive (from {OFFICIAL_URL}, e.g. downloaded on another "
+        f"machine) also works: ensure_vader(archive=<path to {ARCHIVE.name}>)."))
+    paths = ensure_files(VADER, root, local_archive=local)
     return {c: paths[FILES[c]] for c in CORPORA}
 
 
