@@ -385,3 +385,100 @@ def test_load_digits_split_edges_and_bad_input():
     for bad_seed in (-1, 1.5, None):
         with pytest.raises(ValueError, match="seed"):
             load_digits_split(0.25, seed=bad_seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# initialisation scales and per-layer statistics through depth (chapter 02, section 8)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("kind", "initializer", "shape"), [
+    ("glorot", jax.nn.initializers.glorot_normal(), (300, 500)),
+    ("he", jax.nn.initializers.he_normal(), (400, 300)),
+    ("lecun", jax.nn.initializers.lecun_normal(), (250, 400)),
+])
+def test_init_scale_is_the_variance_of_jax_initializers(kind, initializer, shape):
+    # JAX kernels are (fan_in, fan_out); draw 120,000-200,000 weights and compare variances.
+    draws = np.asarray(initializer(jax.random.key(0), shape, jnp.float64))
+    expected = backprop.init_scale(kind, fan_in=shape[0], fan_out=shape[1]) ** 2
+    assert draws.var() == pytest.approx(expected, rel=0.02)
+    assert abs(draws.mean()) < 0.01 * math.sqrt(expected)
+
+
+def test_init_scale_formulas_and_bad_input():
+    assert backprop.init_scale("he", 50) == pytest.approx(math.sqrt(2 / 50))
+    assert backprop.init_scale("lecun", 50, 7) == pytest.approx(math.sqrt(1 / 50))
+    assert backprop.init_scale("glorot", 30, 70) == pytest.approx(math.sqrt(2 / 100))
+    for kind, fan_in, fan_out in [("xavier", 10, 10), ("HE", 10, 10), ("he", 0, 10),
+                                  ("he", 2.5, 10), ("glorot", 10, None), ("glorot", 10, -1)]:
+        with pytest.raises(ValueError):
+            backprop.init_scale(kind, fan_in, fan_out)
+
+
+def test_init_deep_mlp_shapes_scales_and_errors():
+    params = backprop.init_deep_mlp([64, 512, 512, 10], np.random.default_rng(0), "he")
+    assert [w.shape for w, _ in params] == [(512, 64), (512, 512), (10, 512)]
+    assert params[1][0].std() == pytest.approx(math.sqrt(2 / 512), rel=0.01)
+    assert all(np.all(b == 0) for _, b in params)
+    fixed = backprop.init_deep_mlp([64, 512, 10], np.random.default_rng(0), 0.01)
+    assert fixed[0][0].std() == pytest.approx(0.01, rel=0.02)
+    for std in ("kaiming", 0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError):
+            backprop.init_deep_mlp([4, 4], np.random.default_rng(0), std)
+
+
+def _jax_deep_loss(params, x, y_onehot, activation):
+    fn = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid,
+          "linear": lambda z: z}[activation]
+    a = x
+    for w, b in params[:-1]:
+        a = fn(a @ w.T + b)
+    logits = a @ params[-1][0].T + params[-1][1]
+    return -jnp.mean(jnp.sum(y_onehot * jax.nn.log_softmax(logits), axis=-1))
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "linear"])
+def test_depth_statistics_gradients_match_jax_grad(activation):
+    rng = np.random.default_rng(1)
+    params = [(w, rng.normal(0, 0.1, b.shape))
+              for w, b in backprop.init_deep_mlp([6, 9, 9, 9, 4], rng, "he")]
+    x = rng.normal(size=(7, 6))
+    y = backprop.one_hot(rng.integers(0, 4, 7), 4)
+    stats = backprop.depth_statistics(params, x, y, activation)
+    grads = jax.grad(_jax_deep_loss)(params, x, y, activation)
+    np.testing.assert_allclose(stats.gradient_norm, [float(jnp.linalg.norm(g[0])) for g in grads],
+                               rtol=1e-10)
+    assert stats.loss == pytest.approx(float(_jax_deep_loss(params, x, y, activation)), rel=1e-12)
+    assert stats.activation_variance.shape == (3,) and stats.gradient_norm.shape == (4,)
+    if activation == "tanh":   # the same network as mlp_forward / mlp_backward
+        _, tanh_grads = loss_and_grads(params, x, y)
+        np.testing.assert_allclose(stats.gradient_norm, [np.linalg.norm(g) for g, _ in tanh_grads],
+                                   rtol=1e-12)
+
+
+def test_he_keeps_the_relu_variance_and_glorot_does_not():
+    # 20 ReLU layers of width 256, averaged over 4 networks: He within a factor of 2, Glorot
+    # halves the variance per layer (2**-19 after 20 layers), 0.01 shrinks it by ~78 per layer.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 32))
+    y = backprop.one_hot(rng.integers(0, 10, 64), 10)
+    sizes = [32] + [256] * 20 + [10]
+
+    def variance(init):
+        return np.mean([backprop.depth_statistics(
+            backprop.init_deep_mlp(sizes, np.random.default_rng(s), init), x, y, "relu"
+        ).activation_variance for s in range(4)], axis=0)
+
+    he, glorot, small = variance("he"), variance("glorot"), variance(0.01)
+    assert he.max() / he.min() < 2.0
+    assert glorot[-1] / glorot[0] < 1e-3 and small[-1] / small[0] < 1e-20
+
+
+def test_depth_statistics_bad_input():
+    params = backprop.init_deep_mlp([3, 5, 2], np.random.default_rng(0), "he")
+    x, y = np.ones((4, 3)), backprop.one_hot(np.array([0, 1, 0, 1]), 2)
+    with pytest.raises(ValueError, match="activation"):
+        backprop.depth_statistics(params, x, y, "gelu")
+    with pytest.raises(ValueError):
+        backprop.depth_statistics(params, np.ones((4, 2)), y, "relu")
+    huge = backprop.init_deep_mlp([3] + [64] * 200 + [2], np.random.default_rng(0), 100.0)
+    with pytest.raises(ValueError, match="overflow"):
+        backprop.depth_statistics(huge, x, y, "linear")

@@ -28,11 +28,18 @@ Conventions:
   weight gradient, one for the gradient that flows to the layer below, which the first layer does
   not need); :func:`mlp_flops` counts them, so forward + backward is about three forward passes.
 
+Why depth is hard (section 8 of the chapter): :func:`init_scale` gives the standard deviation of
+the LeCun, Glorot and He initialisations, :func:`init_deep_mlp` draws a deep MLP with one of them
+(or a fixed "naive" standard deviation), and :func:`depth_statistics` measures the variance of
+every layer's activations and the norm of every layer's weight gradient, for tanh, sigmoid, ReLU
+or no activation.
+
 Sources: D. E. Rumelhart, G. E. Hinton and R. J. Williams, "Learning representations by
 back-propagating errors", Nature 323 (1986) 533-536; I. Goodfellow, Y. Bengio and A. Courville,
 *Deep Learning* (MIT Press, 2016), sections 6.2.2 (softmax units) and 6.5 (back-propagation);
 X. Glorot and Y. Bengio, "Understanding the difficulty of training deep feedforward neural
-networks", AISTATS 2010 (initialisation).
+networks", AISTATS 2010 (initialisation); K. He, X. Zhang, S. Ren and J. Sun, "Delving deep
+into rectifiers", ICCV 2015, section 2.2 (initialisation for ReLU).
 """
 
 from __future__ import annotations
@@ -504,3 +511,171 @@ def mlp_flops(layer_sizes: Sequence[int], batch_size: int, *,
     per_layer = [2 * batch * n_in * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)]
     input_grads = sum(per_layer) if input_gradient else sum(per_layer[1:])
     return MatmulFlops(forward=sum(per_layer), weight_grads=sum(per_layer), input_grads=input_grads)
+
+
+# ----------------------------------------------------------------------------------------------
+# Why depth is hard: initialisation scales and per-layer statistics (chapter 02, section 8)
+# ----------------------------------------------------------------------------------------------
+INIT_KINDS = ("lecun", "glorot", "he")
+"""The variance-preserving initialisations :func:`init_scale` knows."""
+
+ACTIVATIONS = ("linear", "tanh", "sigmoid", "relu")
+"""The hidden activation functions :func:`depth_statistics` knows."""
+
+
+def init_scale(kind: str, fan_in: int, fan_out: int | None = None) -> float:
+    """The standard deviation of a zero-mean weight initialisation that preserves variance.
+
+    * ``"lecun"``: ``Var[W] = 1 / fan_in``, keeps the variance of the forward signal through a
+      linear layer (and through ``tanh`` near 0, where ``tanh(z) ≈ z``);
+      LeCun, Bottou, Orr & Müller, "Efficient BackProp" (1998), §4.6.
+    * ``"glorot"``: ``Var[W] = 2 / (fan_in + fan_out)``, the compromise between the forward
+      (``1 / fan_in``) and backward (``1 / fan_out``) conditions; Glorot & Bengio (2010), eq. 12,
+      and its uniform form ``U[-sqrt(6 / (fan_in + fan_out)), +sqrt(...)]``, eq. 16.
+    * ``"he"``: ``Var[W] = 2 / fan_in``, for ReLU, which zeroes half of a symmetric input and
+      so halves ``E[a**2]``; He, Zhang, Ren & Sun, "Delving deep into rectifiers" (ICCV 2015),
+      §2.2 (their condition ``(1/2) n_l Var[w_l] = 1``).
+
+    These are the variances of ``jax.nn.initializers.lecun_normal``, ``glorot_normal`` and
+    ``he_normal`` (which draw from a truncated normal rescaled to that variance).
+
+    Args:
+        kind: ``"lecun"``, ``"glorot"`` or ``"he"``.
+        fan_in: inputs of the layer (``n_in``, the columns of ``W`` of shape ``(n_out, n_in)``),
+            a positive integer.
+        fan_out: outputs of the layer; required for ``"glorot"``, ignored otherwise.
+
+    Returns:
+        The standard deviation ``sqrt(Var[W])`` as a Python float (dimensionless).
+
+    Raises:
+        ValueError: if ``kind`` is not one of :data:`INIT_KINDS`, ``fan_in`` is not a positive
+            integer, or ``kind == "glorot"`` and ``fan_out`` is missing or not a positive integer.
+    """
+    if kind not in INIT_KINDS:
+        raise ValueError(f"kind must be one of {INIT_KINDS}, got {kind!r}")
+    n_in = check_positive_int("fan_in", fan_in)
+    if kind == "lecun":
+        return math.sqrt(1.0 / n_in)
+    if kind == "he":
+        return math.sqrt(2.0 / n_in)
+    if fan_out is None:
+        raise ValueError("kind='glorot' needs fan_out (the layer's number of outputs)")
+    n_out = check_positive_int("fan_out", fan_out)
+    return math.sqrt(2.0 / (n_in + n_out))
+
+
+def init_deep_mlp(layer_sizes: Sequence[int], rng: np.random.Generator,
+                  std: str | float) -> Params:
+    """Weights of a deep MLP drawn from ``N(0, std**2)`` per layer, zero biases.
+
+    Args:
+        layer_sizes: ``[n_in, n_1, ..., n_classes]``, at least two positive integers.
+        rng: a NumPy generator, the only source of randomness.
+        std: a name of :func:`init_scale` (``"lecun"``, ``"glorot"``, ``"he"``: the standard
+            deviation then depends on each layer's fan-in and fan-out) or one positive number
+            used for every layer (a "naive" initialisation such as ``1.0`` or ``0.01``).
+
+    Returns:
+        :data:`Params`: float64 ``W`` of shape ``(n_out, n_in)`` and zero ``b`` of shape ``(n_out,)``.
+
+    Raises:
+        ValueError: if fewer than two sizes are given, a size is not a positive integer, ``rng``
+            is not a ``np.random.Generator``, or ``std`` is neither a known name nor a finite
+            positive number.
+    """
+    sizes = list(layer_sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"layer_sizes needs at least an input and an output size, got {sizes}")
+    sizes = [check_positive_int(f"layer_sizes[{i}]", n) for i, n in enumerate(sizes)]
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a np.random.Generator (np.random.default_rng(seed)), "
+                         f"got {type(rng).__name__}")
+    fixed = None if isinstance(std, str) else check_positive_float("std", std)
+    params: Params = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+        scale = fixed if fixed is not None else init_scale(str(std), n_in, n_out)
+        params.append((rng.normal(0.0, scale, size=(n_out, n_in)), np.zeros(n_out)))
+    return params
+
+
+def _activation(name: str) -> tuple[Callable[[np.ndarray], np.ndarray],
+                                    Callable[[np.ndarray], np.ndarray]]:
+    """``(f, f')`` with the derivative written in terms of the output ``a = f(z)``."""
+    if name == "linear":
+        return (lambda z: z), np.ones_like
+    if name == "tanh":
+        return np.tanh, (lambda a: 1.0 - a**2)
+    if name == "sigmoid":
+        return (lambda z: 0.5 * (1.0 + np.tanh(0.5 * z))), (lambda a: a * (1.0 - a))
+    if name == "relu":
+        return (lambda z: np.maximum(z, 0.0)), (lambda a: (a > 0).astype(np.float64))
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
+
+
+class DepthStatistics(NamedTuple):
+    """Per-layer statistics of one forward and backward pass (see :func:`depth_statistics`).
+
+    Attributes:
+        activation_variance: float64 ``(L - 1,)``: the variance of each hidden layer's output
+            ``a_l`` over the batch and the units (``np.var(a_l)``), layer 1 first.
+        gradient_norm: float64 ``(L,)``: the Frobenius norm ``||dL/dW_l||`` of each layer's weight
+            gradient for the mean softmax cross-entropy, layer 1 first.
+        loss: the mean softmax cross-entropy of the batch (nats).
+    """
+
+    activation_variance: np.ndarray
+    gradient_norm: np.ndarray
+    loss: float
+
+
+def depth_statistics(params: Params, x: np.ndarray, y_onehot: np.ndarray,
+                     activation: str = "tanh") -> DepthStatistics:
+    """Activation variance and weight-gradient norm of every layer of an MLP, in one pass.
+
+    The network is that of :func:`mlp_forward` with another hidden activation if asked
+    (``a_l = f(W_l a_{l-1} + b_l)``, no activation on the logits); the backward pass is that of
+    :func:`mlp_backward` with ``f'`` in place of ``tanh'``. Used to watch signals explode or
+    vanish through depth (Glorot & Bengio 2010, §4.2; He et al. 2015, §2.2).
+
+    Args:
+        params: the layers, see :data:`Params` (e.g. from :func:`init_deep_mlp`).
+        x: inputs of shape ``(batch_size, n_in)``.
+        y_onehot: targets of shape ``(batch_size, n_classes)`` (rows are probability vectors).
+        activation: the hidden activation, one of :data:`ACTIVATIONS`.
+
+    Returns:
+        A :class:`DepthStatistics`. In float64, values as large as ``1e300`` or as small as
+        ``1e-300`` are still represented: an exploding network shows as huge numbers, not NaN,
+        up to that range.
+
+    Raises:
+        ValueError: if ``activation`` is unknown, the layer shapes do not chain, ``x`` or
+            ``y_onehot`` has the wrong shape or holds NaN/inf, or the signal overflowed float64
+            (the message says at which layer).
+    """
+    function, derivative = _activation(activation)
+    params = _as_params(params)
+    a = _as_batch(x, params[0][0].shape[1], "x")
+    activations = [a]
+    for layer, (weights, bias) in enumerate(params[:-1], start=1):
+        with np.errstate(over="ignore", invalid="ignore"):   # reported just below
+            a = function(a @ weights.T + bias)
+        if not np.isfinite(a).all():
+            raise ValueError(f"the activations of layer {layer} overflowed float64: the weights "
+                             f"are far too large for this depth")
+        activations.append(a)
+    logits = a @ params[-1][0].T + params[-1][1]
+    check_finite("logits", logits, "the weights are far too large for this depth")
+    y = _as_targets(y_onehot, logits.shape)
+    delta = (softmax(logits) - y) / logits.shape[0]
+    norms = []
+    for layer in reversed(range(len(params))):
+        norms.append(float(np.linalg.norm(delta.T @ activations[layer])))
+        if layer > 0:
+            delta = (delta @ params[layer][0]) * derivative(activations[layer])
+    return DepthStatistics(
+        activation_variance=np.array([float(np.var(h)) for h in activations[1:]]),
+        gradient_norm=np.array(norms[::-1]),
+        loss=softmax_cross_entropy(logits, y),
+    )

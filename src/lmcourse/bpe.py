@@ -1,6 +1,6 @@
 """Tokenizers for a GPT: characters, and byte-level byte-pair encoding (BPE) written from scratch.
 
-Used in chapters: 07.
+Used in chapters: 07, 11.
 
 * :class:`CharTokenizer`: one token per character, the vocabulary being the characters of a text
   (Karpathy's char-rnn and nanoGPT's ``shakespeare_char``).

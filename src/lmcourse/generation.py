@@ -1,6 +1,6 @@
 """Text generation with a language model: greedy, temperature, top-k and top-p sampling.
 
-Used in chapters: 07, 07.
+Used in chapters: 07.
 
 Autoregressive decoding: the model gives a distribution over the next token, one token is
 chosen, appended, and the model is asked again. Choices (all seeded with explicit JAX keys):

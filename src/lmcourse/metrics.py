@@ -19,6 +19,11 @@ Text generation (chapter 07)
     :func:`exact_match`, :func:`exact_match_by_group`, :func:`corpus_bleu` (tokenizers
     :func:`tokenize_13a`, :func:`bleu_tokens`), :func:`corpus_chrf`; checked against sacrebleu
     2.6 in ``tests/test_text_metrics.py``.
+Calibration and uncertainty (chapter 10)
+    :func:`reliability_bins`, :func:`expected_calibration_error` (Guo et al. 2017, eq. 3),
+    :func:`softmax_with_temperature`, :func:`temperature_nll`, :func:`fit_temperature`
+    (temperature scaling); :func:`bootstrap_ci` and :func:`paired_bootstrap` (percentile
+    bootstrap, Efron & Tibshirani 1993); tested in ``tests/test_calibration.py``.
 Detection
     :func:`box_iou`; average precision as COCO computes it: :func:`match_detections`,
     :func:`detection_precision_recall`, :func:`interpolated_average_precision`,
@@ -53,6 +58,8 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from lmcourse.validation import check_float, check_int, check_positive_float
 
 Average = Literal["binary", "macro", "micro", "weighted"] | None
 _AVERAGES = ("binary", "macro", "micro", "weighted", None)
@@ -1606,3 +1613,317 @@ def corpus_chrf(hypotheses: Any, references: Any, *, char_order: int = 6, word_o
                 best, best_f = stats, f
         totals = [a + b for a, b in zip(totals, best, strict=True)]
     return _chrf_f(totals, beta)
+
+
+# ----------------------------------------------------------------------------------------------
+# calibration (chapter 10, section 11)
+# ----------------------------------------------------------------------------------------------
+def _class_ids_and_probs(y_true: ArrayLike, y_prob: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """``(n,)`` int64 class ids and ``(n, K)`` float64 probability rows, checked."""
+    prob = _numbers("y_prob", y_prob, ndim=2)
+    if prob.shape[1] < 2:
+        raise ValueError(f"y_prob must have K >= 2 columns (one per class), got shape {prob.shape}")
+    if prob.min() < 0 or prob.max() > 1:
+        raise ValueError(f"y_prob must be probabilities in [0, 1], found values in "
+                         f"[{prob.min()}, {prob.max()}] (pass softmax outputs, not logits)")
+    if not np.allclose(prob.sum(axis=1), 1.0, rtol=0.0, atol=1e-6):
+        raise ValueError("the rows of y_prob do not sum to 1: pass probabilities (softmax)")
+    t = _labels("y_true", y_true)
+    _same_length(y_true=t, y_prob=prob)
+    if t.dtype.kind not in "iu" or t.min() < 0 or t.max() >= prob.shape[1]:
+        raise ValueError(f"y_true must hold integer class ids 0..{prob.shape[1] - 1} (the columns "
+                         f"of y_prob), got dtype {t.dtype} with values in [{t.min()}, {t.max()}]")
+    return t.astype(np.int64), prob
+
+
+class Reliability(NamedTuple):
+    """Equal-width confidence bins of a classifier (see :func:`reliability_bins`).
+
+    Attributes:
+        edges: float64 ``(n_bins + 1,)``, ``0, 1/M, ..., 1``; bin ``m`` holds the confidences in
+            ``(edges[m], edges[m + 1]]`` (the first bin also holds 0).
+        confidence: float64 ``(n_bins,)``, mean confidence of each bin (NaN where empty).
+        accuracy: float64 ``(n_bins,)``, share of correct predictions in each bin (NaN where empty).
+        count: int64 ``(n_bins,)``, samples in each bin.
+    """
+
+    edges: np.ndarray
+    confidence: np.ndarray
+    accuracy: np.ndarray
+    count: np.ndarray
+
+
+def reliability_bins(y_true: ArrayLike, y_prob: ArrayLike, n_bins: int = 15) -> Reliability:
+    """Bin the predictions by confidence: what a reliability diagram plots.
+
+    The confidence of a prediction is its top probability ``max_k p_ik``; it is correct when the
+    top class (``argmax``, the first on ties) is ``y_true``. Bins are equal-width intervals
+    ``I_m = ((m - 1)/M, m/M]``, as in Guo, Pleiss, Sun & Weinberger, "On Calibration of Modern
+    Neural Networks", ICML 2017, §2 (they use ``M = 15``).
+
+    Args:
+        y_true: ``(n,)`` integer class ids in ``0 .. K-1``.
+        y_prob: ``(n, K)`` probabilities (rows sum to 1).
+        n_bins: ``M``, a positive integer.
+
+    Returns:
+        A :class:`Reliability`.
+
+    Raises:
+        ValueError: ``n_bins`` not a positive integer; ``y_prob`` not a 2-D finite array of
+            probabilities with rows summing to 1 (within 1e-6) and at least two columns;
+            ``y_true`` not integer ids in range or of another length.
+    """
+    n_bins = _check_k(n_bins, "n_bins")
+    t, prob = _class_ids_and_probs(y_true, y_prob)
+    confidence = prob.max(axis=1)
+    correct = (prob.argmax(axis=1) == t).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+    count = np.bincount(which, minlength=n_bins).astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(which, weights=confidence, minlength=n_bins) / count
+        mean_acc = np.bincount(which, weights=correct, minlength=n_bins) / count
+    return Reliability(edges=edges, confidence=mean_conf, accuracy=mean_acc, count=count)
+
+
+def expected_calibration_error(y_true: ArrayLike, y_prob: ArrayLike, n_bins: int = 15) -> float:
+    r"""Expected calibration error with equal-width bins (Guo et al. 2017, eq. 3):
+
+    .. math:: \mathrm{ECE} = \sum_{m=1}^{M} \frac{|B_m|}{n}\,\big|\mathrm{acc}(B_m) - \mathrm{conf}(B_m)\big|,
+
+    the gap between accuracy and mean confidence in each bin of :func:`reliability_bins`,
+    weighted by the share of samples in the bin (empty bins count 0). 0 for a perfectly
+    calibrated classifier (up to sampling noise, which grows with ``M`` and shrinks with ``n``);
+    at most 1.
+
+    Args:
+        y_true: ``(n,)`` integer class ids in ``0 .. K-1``.
+        y_prob: ``(n, K)`` probabilities.
+        n_bins: ``M``, a positive integer (15 as in Guo et al.).
+
+    Returns:
+        float in ``[0, 1]`` (a fraction, not a percentage).
+
+    Raises:
+        ValueError: as :func:`reliability_bins`.
+    """
+    bins = reliability_bins(y_true, y_prob, n_bins)
+    filled = bins.count > 0
+    gaps = np.abs(bins.accuracy[filled] - bins.confidence[filled])
+    return float(np.sum(bins.count[filled] * gaps) / bins.count.sum())
+
+
+def softmax_with_temperature(logits: ArrayLike, temperature: float = 1.0) -> np.ndarray:
+    """``softmax(logits / T)`` row by row, in float64, computed stably.
+
+    ``T > 1`` flattens the probabilities (less confident), ``T < 1`` sharpens them; the arg-max,
+    and so the accuracy, never changes. Log-probabilities work as logits too: ``softmax(log p)``
+    is ``p``.
+
+    Args:
+        logits: ``(n, K)`` finite scores.
+        temperature: ``T``, a finite positive number.
+
+    Returns:
+        float64 ``(n, K)`` probabilities; rows sum to 1.
+
+    Raises:
+        ValueError: ``logits`` not a finite non-empty 2-D array, or ``T`` not finite and > 0.
+    """
+    t = check_positive_float("temperature", temperature)
+    z = _numbers("logits", logits, ndim=2) / t
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def temperature_nll(logits: ArrayLike, y_true: ArrayLike, temperature: float) -> float:
+    """Mean negative log-likelihood (nats) of ``softmax(logits / T)`` at the true classes.
+
+    Args:
+        logits: ``(n, K)`` finite scores.
+        y_true: ``(n,)`` integer class ids in ``0 .. K-1``.
+        temperature: ``T``, a finite positive number.
+
+    Returns:
+        float ≥ 0 (unclipped: ``log softmax`` is computed as ``z - logsumexp(z)``).
+
+    Raises:
+        ValueError: bad ``logits``, ``T`` or ``y_true`` (not integer ids in range, other length).
+    """
+    t = check_positive_float("temperature", temperature)
+    z = _numbers("logits", logits, ndim=2) / t
+    ids = _labels("y_true", y_true)
+    _same_length(y_true=ids, logits=z)
+    if ids.dtype.kind not in "iu" or ids.min() < 0 or ids.max() >= z.shape[1]:
+        raise ValueError(f"y_true must hold integer class ids 0..{z.shape[1] - 1}, got dtype "
+                         f"{ids.dtype} with values in [{ids.min()}, {ids.max()}]")
+    top = z.max(axis=1, keepdims=True)
+    log_norm = top[:, 0] + np.log(np.exp(z - top).sum(axis=1))
+    return float(np.mean(log_norm - z[np.arange(len(ids)), ids]))
+
+
+def fit_temperature(logits: ArrayLike, y_true: ArrayLike, *, low: float = 0.05,
+                    high: float = 20.0, tol: float = 1e-7) -> float:
+    """The temperature ``T`` that minimises :func:`temperature_nll` on held-out data.
+
+    Temperature scaling (Guo et al. 2017, §4.2) divides all logits by one scalar ``T`` fitted on
+    the **validation** split, never on test. The NLL is convex in ``1/T`` (a log-sum-exp of
+    linear functions minus a linear one), so it has one minimum along ``log T``, which a golden-
+    section search finds to ``tol`` (relative, in ``T``). If the minimum lies at an end of
+    ``[low, high]`` that end is returned: widen the range.
+
+    Args:
+        logits: ``(n, K)`` validation logits (or log-probabilities).
+        y_true: ``(n,)`` integer class ids of the same samples.
+        low, high: the search range, ``0 < low < high`` (finite).
+        tol: relative tolerance on ``T``, a positive number.
+
+    Returns:
+        ``T`` as a Python float.
+
+    Raises:
+        ValueError: bad inputs (see :func:`temperature_nll`), or ``low``/``high``/``tol`` not
+            finite positive numbers with ``low < high``.
+    """
+    lo = math.log(check_positive_float("low", low))
+    hi = math.log(check_positive_float("high", high))
+    check_positive_float("tol", tol)
+    if not lo < hi:
+        raise ValueError(f"need low < high, got low={low}, high={high}")
+    temperature_nll(logits, y_true, 1.0)          # validate once; the loop below reuses the arrays
+    z = np.asarray(logits, dtype=np.float64)
+    ids = np.asarray(y_true).astype(np.int64)
+
+    def nll(log_t: float) -> float:
+        scaled = z / math.exp(log_t)
+        top = scaled.max(axis=1, keepdims=True)
+        log_norm = top[:, 0] + np.log(np.exp(scaled - top).sum(axis=1))
+        return float(np.mean(log_norm - scaled[np.arange(len(ids)), ids]))
+
+    ratio = (math.sqrt(5.0) - 1.0) / 2.0
+    a, b = lo, hi
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc, fd = nll(c), nll(d)
+    while b - a > tol:
+        if fc <= fd:
+            b, d, fd = d, c, fc
+            c = b - ratio * (b - a)
+            fc = nll(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + ratio * (b - a)
+            fd = nll(d)
+    best = min((lo, nll(lo)), (hi, nll(hi)), ((a + b) / 2, nll((a + b) / 2)), key=lambda p: p[1])
+    return math.exp(best[0])
+
+
+# ----------------------------------------------------------------------------------------------
+# bootstrap confidence intervals (chapter 10, section 12)
+# ----------------------------------------------------------------------------------------------
+class BootstrapInterval(NamedTuple):
+    """A percentile bootstrap interval (see :func:`bootstrap_ci`, :func:`paired_bootstrap`).
+
+    Attributes:
+        estimate: the statistic on the full sample (for a paired bootstrap, metric(a) - metric(b)).
+        low, high: the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` percentiles of the
+            resampled statistics.
+        samples: float64 ``(n_resamples,)``, the statistic on every resample.
+    """
+
+    estimate: float
+    low: float
+    high: float
+    samples: np.ndarray
+
+
+def _bootstrap_setup(n_resamples: Any, confidence: Any, seed: Any) -> tuple[int, float, int]:
+    return (_check_k(n_resamples, "n_resamples"),
+            check_float("confidence", confidence, 0.0, 1.0, low_open=True, high_open=True),
+            check_int("seed", seed, 0))
+
+
+def _percentile_interval(estimate: float, samples: np.ndarray, confidence: float) -> BootstrapInterval:
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(samples, [alpha, 1.0 - alpha])
+    return BootstrapInterval(float(estimate), float(low), float(high), samples)
+
+
+def bootstrap_ci(metric: Any, y_true: ArrayLike, y_pred: ArrayLike, *, n_resamples: int = 1000,
+                 confidence: float = 0.95, seed: int = 0) -> BootstrapInterval:
+    """Percentile bootstrap confidence interval of ``metric(y_true, y_pred)``.
+
+    Draw ``n`` indices with replacement ``n_resamples`` times, recompute the metric on each
+    resample, and report the ``(1 ± confidence) / 2`` percentiles (Efron & Tibshirani, *An
+    Introduction to the Bootstrap*, Chapman & Hall 1993, ch. 13, the percentile method). It
+    measures the test set's sampling noise only: another training seed would add its own spread.
+
+    Args:
+        metric: a function ``(y_true, y_pred) -> float`` (``y_pred`` may be labels or scores,
+            e.g. :func:`accuracy`, :func:`f1_score`, :func:`roc_auc_score`).
+        y_true: ``(n,)`` labels.
+        y_pred: ``(n, ...)`` predictions or scores, row ``i`` for sample ``i``.
+        n_resamples: number of bootstrap resamples, a positive integer.
+        confidence: the interval's coverage, in ``(0, 1)``.
+        seed: seed of ``np.random.default_rng``, an integer >= 0.
+
+    Returns:
+        A :class:`BootstrapInterval`.
+
+    Raises:
+        ValueError: bad ``n_resamples``, ``confidence`` or ``seed``; ``y_true`` and ``y_pred``
+            empty or of different lengths; or whatever ``metric`` raises on a resample (e.g. ROC
+            AUC on a resample with one class: use more samples or a stratified scheme).
+    """
+    n_resamples, confidence, seed = _bootstrap_setup(n_resamples, confidence, seed)
+    t, p = np.asarray(y_true), np.asarray(y_pred)
+    if t.ndim != 1 or t.size == 0:
+        raise ValueError(f"y_true must be a non-empty 1-D array, got shape {t.shape}")
+    if p.ndim == 0:
+        raise ValueError("y_pred must have one row per sample")
+    n = _same_length(y_true=t, y_pred=p)
+    rng = np.random.default_rng(seed)
+    samples = np.empty(n_resamples)
+    for r in range(n_resamples):
+        idx = rng.integers(0, n, size=n)
+        samples[r] = metric(t[idx], p[idx])
+    return _percentile_interval(metric(t, p), samples, confidence)
+
+
+def paired_bootstrap(metric: Any, y_true: ArrayLike, pred_a: ArrayLike, pred_b: ArrayLike, *,
+                     n_resamples: int = 1000, confidence: float = 0.95,
+                     seed: int = 0) -> BootstrapInterval:
+    """Percentile bootstrap interval of the difference ``metric(a) - metric(b)`` on one test set.
+
+    Both models are scored on the *same* resampled indices, so the interval reflects how the
+    two differ on the same samples (their errors are correlated), not two independent noises:
+    it is much narrower than comparing two separate intervals. An interval that contains 0 does
+    not show a difference (Efron & Tibshirani 1993, ch. 13; for NLP, Koehn, EMNLP 2004, uses the
+    same paired resampling for BLEU).
+
+    Args:
+        metric: a function ``(y_true, y_pred) -> float``.
+        y_true: ``(n,)`` labels.
+        pred_a, pred_b: ``(n, ...)`` predictions or scores of models A and B on the same samples.
+        n_resamples, confidence, seed: as in :func:`bootstrap_ci`.
+
+    Returns:
+        A :class:`BootstrapInterval` of ``metric(y_true, pred_a) - metric(y_true, pred_b)``.
+
+    Raises:
+        ValueError: as :func:`bootstrap_ci`; also when ``pred_a`` and ``pred_b`` have different
+            lengths.
+    """
+    n_resamples, confidence, seed = _bootstrap_setup(n_resamples, confidence, seed)
+    t, a, b = np.asarray(y_true), np.asarray(pred_a), np.asarray(pred_b)
+    if t.ndim != 1 or t.size == 0:
+        raise ValueError(f"y_true must be a non-empty 1-D array, got shape {t.shape}")
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError("pred_a and pred_b must have one row per sample")
+    n = _same_length(y_true=t, pred_a=a, pred_b=b)
+    rng = np.random.default_rng(seed)
+    samples = np.empty(n_resamples)
+    for r in range(n_resamples):
+        idx = rng.integers(0, n, size=n)
+        samples[r] = metric(t[idx], a[idx]) - metric(t[idx], b[idx])
+    return _percentile_interval(metric(t, a) - metric(t, b), samples, confidence)

