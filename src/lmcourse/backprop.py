@@ -69,6 +69,18 @@ class ForwardCache(NamedTuple):
     logits: np.ndarray
 
 
+
+def _checked_sizes(layer_sizes, rng) -> list[int]:
+    """Layer sizes as ints (at least two, each positive); ``rng`` must be a NumPy Generator."""
+    sizes = list(layer_sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"layer_sizes needs at least an input and an output size, got {sizes}")
+    sizes = [check_positive_int(f"layer_sizes[{i}]", n) for i, n in enumerate(sizes)]
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a np.random.Generator (np.random.default_rng(seed)), "
+                         f"got {type(rng).__name__}")
+    return sizes
+
 def _as_targets(y_onehot: np.ndarray, shape: tuple[int, ...], name: str = "y_onehot") -> np.ndarray:
     """Return targets as float64 of ``shape``; each row must be a probability vector."""
     y = np.asarray(y_onehot, dtype=np.float64)
@@ -135,13 +147,7 @@ def init_mlp(layer_sizes: Sequence[int], rng: np.random.Generator) -> Params:
 
     Source: Glorot & Bengio (2010), eq. 16 (variance ``2 / (n_in + n_out)``, designed for tanh).
     """
-    sizes = list(layer_sizes)
-    if len(sizes) < 2:
-        raise ValueError(f"layer_sizes needs at least an input and an output size, got {sizes}")
-    sizes = [check_positive_int(f"layer_sizes[{i}]", n) for i, n in enumerate(sizes)]
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"rng must be a np.random.Generator (np.random.default_rng(seed)), "
-                         f"got {type(rng).__name__}")
+    sizes = _checked_sizes(layer_sizes, rng)
     params: Params = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
         std = np.sqrt(2.0 / (n_in + n_out))
@@ -584,13 +590,7 @@ def init_deep_mlp(layer_sizes: Sequence[int], rng: np.random.Generator,
             is not a ``np.random.Generator``, or ``std`` is neither a known name nor a finite
             positive number.
     """
-    sizes = list(layer_sizes)
-    if len(sizes) < 2:
-        raise ValueError(f"layer_sizes needs at least an input and an output size, got {sizes}")
-    sizes = [check_positive_int(f"layer_sizes[{i}]", n) for i, n in enumerate(sizes)]
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"rng must be a np.random.Generator (np.random.default_rng(seed)), "
-                         f"got {type(rng).__name__}")
+    sizes = _checked_sizes(layer_sizes, rng)
     fixed = None if isinstance(std, str) else check_positive_float("std", std)
     params: Params = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
