@@ -117,3 +117,19 @@ def set_modes(modes: list[tuple[nnx.Module, dict[str, object]]]) -> None:
     for module, attrs in modes:
         for name, value in attrs.items():
             setattr(module, name, value)
+
+
+def backends_started() -> bool:
+    """Whether JAX has already created its backends (after which the device count is fixed).
+
+    JAX has no public call for this; the private ``jax._src.xla_bridge.backends_are_initialized``
+    (present in JAX 0.4.31 … 0.10.2) is used where it exists. If a future JAX removes it, this
+    returns ``False`` and :func:`lmcourse.sharding.use_cpu_devices` still detects a late call by
+    comparing ``jax.device_count()`` with the count asked for.
+    """
+    try:
+        from jax._src import xla_bridge
+    except ImportError:  # pragma: no cover - depends on the JAX version
+        return False
+    started = getattr(xla_bridge, "backends_are_initialized", None)
+    return bool(started()) if callable(started) else False

@@ -48,7 +48,8 @@ AWS_A100_USD_PER_GPU_HOUR = 1.844
 PATTERSON_GPT3_MWH = 1287.0
 #: Patterson et al. (2021), Table 4: GPT-3's training emissions, 552 t CO2e.
 PATTERSON_GPT3_T_CO2E = 552.0
-#: The carbon intensity those two numbers imply: 552 t / 1,287 MWh ≈ 0.429 kg CO2e per kWh.
+#: Patterson et al. (2021), Table 4, the datacenter's gross carbon intensity, 0.429 kg CO2e per kWh
+#: (equal to their 552 t / 1,287 MWh, which is how it is computed here).
 PATTERSON_GPT3_KG_PER_KWH = PATTERSON_GPT3_T_CO2E * 1000 / (PATTERSON_GPT3_MWH * 1000)
 
 

@@ -8,7 +8,7 @@ Sources: Kaplan et al. (2020), *Scaling Laws for Neural Language Models*, eq. 1.
 (``L(N) = (N_c / N)^α_N`` with ``α_N ≈ 0.076`` for non-embedding parameters, §2.1 for
 ``C ≈ 6·N·D``); Hoffmann et al. (2022), *Training Compute-Optimal Large Language Models*
 ("Chinchilla"), §3.2 (approach 2: IsoFLOP profiles, a parabola in ``log N`` per compute budget)
-and §3.3 / eq. 10 (``L(N, D) = E + A/N^α + B/D^β``).
+and §3.3 (Approach 3) with Appendix D.2 (``L(N, D) = E + A/N^α + B/D^β``).
 
 What is here (pure NumPy; no JAX):
 
@@ -38,7 +38,8 @@ from lmcourse.validation import check_fraction, check_positive_float, check_posi
 KAPLAN_ALPHA_N = 0.076
 #: Kaplan et al. (2020), eq. 1.2: L(D) = (D_c / D)^α_D.
 KAPLAN_ALPHA_D = 0.095
-#: Hoffmann et al. (2022) eq. 10 (approach 3): E, A, B, α, β of L(N, D) = E + A/N^α + B/D^β.
+#: Hoffmann et al. (2022) §3.3 (Approach 3), Appendix D.2: E, A, B, α, β of
+#: L(N, D) = E + A/N^α + B/D^β.
 CHINCHILLA_FIT = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 #: Hoffmann et al. (2022): about 20 training tokens per parameter at the compute optimum.
 CHINCHILLA_TOKENS_PER_PARAM = 20.0
@@ -298,7 +299,8 @@ def compute_optimal_split(compute: float, tokens_per_param: float = CHINCHILLA_T
 
 
 def chinchilla_loss(n: np.ndarray | float, d: np.ndarray | float) -> np.ndarray:
-    """Hoffmann et al. (2022) eq. 10: ``1.69 + 406.4/N^0.34 + 410.7/D^0.28`` (nats per token
+    """Hoffmann et al. (2022) §3.3 (Approach 3):
+    ``1.69 + 406.4/N^0.34 + 410.7/D^0.28`` (nats per token
     of *their* tokenizer and data; not comparable with character losses).
 
     Raises:

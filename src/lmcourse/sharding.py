@@ -79,9 +79,9 @@ def use_cpu_devices(n: int) -> int:
             kernel and call this first, before any computation).
     """
     n = check_positive_int("n", n)
-    from jax._src import xla_bridge
+    from lmcourse.compat import backends_started
 
-    if not xla_bridge.backends_are_initialized():
+    if not backends_started():
         jax.config.update("jax_num_cpu_devices", n)
     have = jax.device_count()
     if have != n and jax.default_backend() == "cpu":
