@@ -1,8 +1,9 @@
 """The one place for JAX/Flax calls whose API changed between the versions the course supports.
 
-Used in chapters: 03, 07, 08, 10, 11; imported by ``lmcourse.generation``,
-``lmcourse.models.detector``, ``lmcourse.models.gpt``, ``lmcourse.models.seq2seq``,
-``lmcourse.multitask``, ``lmcourse.recsys``, ``lmcourse.sharding``, ``lmcourse.training``.
+Used in chapters: 03, 07, 08, 10, 11, 12; imported by ``lmcourse.adversarial``,
+``lmcourse.generation``, ``lmcourse.models.detector``, ``lmcourse.models.gpt``,
+``lmcourse.models.seq2seq``, ``lmcourse.multitask``, ``lmcourse.recsys``, ``lmcourse.sharding``,
+``lmcourse.training``.
 
 Tested: Flax 0.12.8 with JAX 0.10.2 (the floors in requirements.txt); the shims below also
 keep the older Flax optimizer API working. Flax 0.11 changed ``nnx.Optimizer``: it

@@ -1,6 +1,6 @@
 """The scale switch and the device report that every notebook prints at its top.
 
-Used in chapters: 00, 01, 02, 03, 04, 05, 06, 07, 08, 09, 10, 11.
+Used in chapters: 00, 01, 02, 03, 04, 05, 06, 07, 08, 09, 10, 11, 12.
 
 One environment variable, ``LMCOURSE_SCALE``, chooses how much work each notebook does:
 

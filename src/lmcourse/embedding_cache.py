@@ -1,7 +1,7 @@
 """Sentence embeddings saved in the data cache: one NPZ file per (model, texts, settings),
 checked when it is read back.
 
-Used in chapters: none directly; imported by ``lmcourse.data.catalog``, ``lmcourse.multitask``,
+Used in chapters: 08; imported by ``lmcourse.data.catalog``, ``lmcourse.multitask``,
 ``lmcourse.recsys``.
 
 Encoding a few thousand sentences with MiniLM takes a minute or more on a CPU, so the chapters

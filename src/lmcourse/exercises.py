@@ -1,6 +1,6 @@
 """The "run me to check your answer" helper that every chapter's exercises use.
 
-Used in chapters: 00, 01, 02, 03, 04, 05, 06, 07, 08, 09, 10, 11.
+Used in chapters: 00, 01, 02, 03, 04, 05, 06, 07, 08, 09, 10, 11, 12.
 
 Each exercise has three cells:
 

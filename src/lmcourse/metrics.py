@@ -1,7 +1,7 @@
 """Evaluation metrics in NumPy, written to agree with scikit-learn (chapter 10 teaches them).
 
 Used in chapters: 06, 07, 08, 09, 10; imported by ``lmcourse.data.scenes``, ``lmcourse.detection``,
-``lmcourse.multitask``, ``lmcourse.recsys``.
+``lmcourse.multitask``, ``lmcourse.privacy``, ``lmcourse.recsys``.
 
 Classification from labels
     :func:`accuracy`, :func:`confusion_matrix`, :func:`confusion_counts` (TP, FP, FN, TN),

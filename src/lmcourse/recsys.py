@@ -1,6 +1,7 @@
 """Recommender models and their evaluation (chapter 09), on arrays of (user, movie, rating).
 
-Used in chapters: 09; imported by ``lmcourse.data.catalog``, ``lmcourse.models.neumf``.
+Used in chapters: 09; imported by ``lmcourse.data.catalog``, ``lmcourse.implicit_feedback``,
+``lmcourse.models.neumf``.
 
 Every model takes parallel arrays ``user`` ``(N,)`` int, ``movie`` ``(N,)`` int, ``rating``
 ``(N,)`` float (indices as returned by :func:`lmcourse.data.movielens.load_movielens`) and

@@ -1,6 +1,7 @@
 """Key results that notebooks hand to the course report (``build/report.md``).
 
-Used in chapters: 00, 01, 02, 03, 04, 05, 06, 07, 08, 09, 10, 11; imported by ``lmcourse.config``.
+Used in chapters: 00, 01, 02, 03, 04, 05, 06, 07, 08, 09, 10, 11, 12; imported by
+``lmcourse.config``.
 
 A notebook calls :func:`record` for each result that matters ("test accuracy", "images/s").
 When the course runner executes the notebook it sets ``LMCOURSE_RESULTS`` to a JSON file;

@@ -1,6 +1,6 @@
 """Timing a JAX computation honestly: warm-up, ``block_until_ready``, median of repeats.
 
-Used in chapters: 00, 02, 04, 05, 07, 09, 11.
+Used in chapters: 00, 02, 04, 05, 07, 09, 11, 12.
 
 >>> t = time_fn(jnp.dot, a, b, repeats=5)       # a Timing
 >>> print(t)                                     # "12.3 ms (median of 5; min 11.9, max 13.0)"

