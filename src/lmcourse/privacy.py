@@ -18,32 +18,32 @@ Used in chapters: 12.
   Learning: Analyzing the Connection to Overfitting", CSF, Section 3.2):
   :func:`loss_threshold_attack_auc`.
 
-A tiny functional MLP (:func:`init_mlp`, :func:`mlp_logits`, :func:`example_loss`) keeps the
-per-example gradient code plain: the parameters are a dict of arrays.
+The model is a Flax NNX module (``lmcourse.models.mlp.MLP``) used functionally:
+``graphdef, params = nnx.split(model, nnx.Param)``, and :func:`make_example_loss` gives a pure
+``loss(params, x, y)`` that ``jax.vmap(jax.grad(...))`` differentiates per example.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
 from lmcourse.metrics import roc_auc_score
 from lmcourse.validation import check_float, check_int, check_positive_float
 
-Params = dict[str, jax.Array]
-
 __all__ = [
     "check_clip_norm", "check_delta", "check_epsilon", "check_noise_multiplier",
     "check_sampling_rate", "clip_per_example", "dp_aggregate", "epsilon_dp_accounting",
-    "epsilon_scratch", "example_loss", "init_mlp", "loss_threshold_attack_auc", "make_train_step",
-    "mlp_logits", "noise_for_epsilon", "per_example_grads", "rdp_sampled_gaussian",
-    "rdp_to_epsilon", "temp_bytes",
+    "epsilon_scratch", "loss_threshold_attack_auc", "make_example_loss", "make_train_step",
+    "noise_for_epsilon", "per_example_grads", "poisson_batches", "poisson_max_batch",
+    "rdp_sampled_gaussian", "rdp_to_epsilon", "temp_bytes",
 ]
 
 #: Integer Rényi orders used by the from-scratch accountant (Mironov et al. 2019 need α ∈ ℕ).
@@ -99,56 +99,37 @@ def check_sampling_rate(sampling_rate: object) -> float:
 
 
 # ----------------------------------------------------------------------------- model
-def init_mlp(key: jax.Array, sizes: Sequence[int]) -> Params:
-    """He-initialised MLP parameters ``{"w0", "b0", "w1", "b1", ...}`` (float32).
+def make_example_loss(graphdef: nnx.GraphDef) -> Callable[[Any, jax.Array, jax.Array], jax.Array]:
+    """A pure loss ``example_loss(params, x, y)`` of the Flax NNX model described by ``graphdef``.
+
+    The model (e.g. ``lmcourse.models.mlp.MLP``) is used functionally: split it once with
+    ``graphdef, params = nnx.split(model, nnx.Param)``; the loss rebuilds it from ``params`` with
+    ``nnx.merge(graphdef, params)`` and returns the softmax cross-entropy of its logits, so
+    ``jax.grad``/``jax.vmap`` act on the ``params`` pytree (an ``nnx.State`` of float32 arrays).
 
     Args:
-        key: a JAX PRNG key.
-        sizes: layer widths, input first, e.g. ``(784, 128, 10)``; at least two entries.
+        graphdef: the model's structure, from ``nnx.split(model, nnx.Param)``; the model maps
+            ``(N, d)`` float32 inputs to ``(N, classes)`` logits and holds no state but ``Param``.
 
     Returns:
-        dict: ``w{i}`` of shape ``(sizes[i], sizes[i+1])``, ``b{i}`` of shape ``(sizes[i+1],)``.
+        ``example_loss(params, x, y)``: ``x`` float32 ``(d,)`` (one example) or ``(N, d)``, ``y``
+        int ``()`` or ``(N,)``; returns float32 cross-entropy in nats, ``()`` or ``(N,)``.
 
     Raises:
-        ValueError: fewer than two sizes, or a size that is not a positive integer.
+        ValueError: ``graphdef`` is not an ``nnx.GraphDef`` (pass the first value of
+            ``nnx.split``, not the model).
     """
-    sizes = [check_int(f"sizes[{i}]", s, 1) for i, s in enumerate(sizes)]
-    if len(sizes) < 2:
-        raise ValueError(f"sizes needs an input and an output width, got {sizes}")
-    params: Params = {}
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        key, sub = jax.random.split(key)
-        params[f"w{i}"] = jax.random.normal(sub, (n_in, n_out)) * math.sqrt(2.0 / n_in)
-        params[f"b{i}"] = jnp.zeros((n_out,))
-    return params
+    if not isinstance(graphdef, nnx.GraphDef):
+        raise ValueError(f"graphdef must be the first value of nnx.split(model, nnx.Param), "
+                         f"got {type(graphdef).__name__}")
 
+    def example_loss(params: Any, x: jax.Array, y: jax.Array) -> jax.Array:
+        one = x.ndim == 1                       # a single example (inside vmap): add a batch axis
+        logits = nnx.merge(graphdef, params)(x[None] if one else x)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y[None] if one else y)
+        return loss[0] if one else loss
 
-def mlp_logits(params: Params, x: jax.Array) -> jax.Array:
-    """Logits of the ReLU MLP built by :func:`init_mlp`.
-
-    Args:
-        params: from :func:`init_mlp`.
-        x: ``(..., sizes[0])`` float inputs.
-
-    Returns:
-        ``(..., sizes[-1])`` float32 logits.
-    """
-    n_layers = len(params) // 2
-    h = x
-    for i in range(n_layers):
-        h = h @ params[f"w{i}"] + params[f"b{i}"]
-        if i < n_layers - 1:
-            h = jax.nn.relu(h)
-    return h
-
-
-def example_loss(params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
-    """Softmax cross-entropy (nats) of examples: ``x`` ``(..., d)``, ``y`` int ``(...)``.
-
-    Returns:
-        float32 array of shape ``(...)``: one loss per example (a scalar for one example).
-    """
-    return optax.softmax_cross_entropy_with_integer_labels(mlp_logits(params, x), y)
+    return example_loss
 
 
 # ----------------------------------------------------------------------------- DP-SGD
@@ -193,72 +174,176 @@ def clip_per_example(grads: Any, clip_norm: float) -> tuple[Any, jax.Array]:
     return jax.tree.map(lambda g: g * scale.reshape((-1,) + (1,) * (g.ndim - 1)), grads), norms
 
 
-def dp_aggregate(grads: Any, clip_norm: float, noise_multiplier: float,
-                 key: jax.Array) -> Any:
-    """DP-SGD's noisy mean: ``(Σ_i clip(g_i) + N(0, σ²C²I)) / B``.
+def dp_aggregate(grads: Any, clip_norm: float, noise_multiplier: float, key: jax.Array,
+                 mask: jax.Array | None = None, lot_size: float | None = None) -> Any:
+    """DP-SGD's noisy mean: ``(Σ_i m_i·clip(g_i) + N(0, σ²C²I)) / L``.
 
     Abadi et al. 2016, Algorithm 1, "Add noise: g̃_t ← (1/L)(Σ_i ḡ_t(x_i) + N(0, σ²C²I))".
+    With Poisson sampling (:func:`poisson_batches`) the lot has a random size; the batch is
+    padded to a fixed shape, ``mask`` (``m_i`` ∈ {0, 1}) zeroes the padding rows' clipped
+    gradients, and ``L`` is the EXPECTED lot size ``q·N`` (Abadi et al.'s ``L = qN``; Opacus
+    divides by the same), a constant, so the divisor reveals nothing about the drawn size.
     The noise is drawn exactly as ``optax.contrib.differentially_private_aggregate`` (0.2.8)
     draws it from its state key: ``jax.random.split(key, n_leaves + 1)``, the i-th leaf (in
-    ``jax.tree.flatten`` order) using split ``i + 1``; so both give the same update for the
-    same key.
+    ``jax.tree.flatten`` order) using split ``i + 1``; so without a mask and with ``L = B``
+    both give the same update for the same key.
 
     Args:
         grads: per-example gradients, leading batch axis ``B`` on every leaf.
         clip_norm: C > 0.
         noise_multiplier: σ ≥ 0 (noise std = σ·C).
         key: PRNG key for the noise.
+        mask: optional ``(B,)`` float 0/1 array: 1 for the lot's examples, 0 for padding
+            (default: all ``B`` rows count).
+        lot_size: the divisor ``L`` > 0, e.g. ``q·N`` (default: ``B``, the rows given).
 
     Returns:
         pytree shaped like one example's gradient.
 
     Raises:
-        ValueError: C ≤ 0 or σ < 0 (when concrete).
+        ValueError: C ≤ 0, σ < 0 or ``lot_size`` ≤ 0 (when concrete), or a ``mask`` whose shape
+            is not ``(B,)``.
     """
     if not isinstance(noise_multiplier, jax.core.Tracer):
         noise_multiplier = check_noise_multiplier(noise_multiplier)
     clipped, _ = clip_per_example(grads, clip_norm)
     leaves, treedef = jax.tree.flatten(clipped)
     batch = leaves[0].shape[0]
+    if mask is not None:
+        if jnp.shape(mask) != (batch,):
+            raise ValueError(f"mask must have shape ({batch},), one 0/1 per row, "
+                             f"got {jnp.shape(mask)}")
+        leaves = [g * mask.reshape((-1,) + (1,) * (g.ndim - 1)).astype(g.dtype) for g in leaves]
+    if lot_size is None:
+        lot_size = batch
+    elif not isinstance(lot_size, jax.core.Tracer):
+        lot_size = check_positive_float("lot_size", lot_size)
     keys = jax.random.split(key, len(leaves) + 1)[1:]
     std = clip_norm * noise_multiplier
-    noised = [(g.sum(0) + std * jax.random.normal(k, g.shape[1:], g.dtype)) / batch
+    noised = [(g.sum(0) + std * jax.random.normal(k, g.shape[1:], g.dtype)) / lot_size
               for g, k in zip(leaves, keys, strict=True)]
     return jax.tree.unflatten(treedef, noised)
 
 
-def make_train_step(tx: optax.GradientTransformation, *, private: bool, clip_norm: float = 1.0,
-                    noise_multiplier: float = 1.0) -> Callable[..., tuple[Params, Any]]:
-    """A jitted step ``step(params, opt_state, x, y, key) -> (params, opt_state)``.
+def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *, private: bool,
+                    clip_norm: float = 1.0, noise_multiplier: float = 1.0,
+                    lot_size: float | None = None) -> Callable[..., tuple[Any, Any]]:
+    """A jitted step ``step(params, opt_state, x, y, key, mask=None) -> (params, opt_state)``.
 
-    ``private=True``: DP-SGD (per-example grads → clip → sum → noise → /B, then ``tx``);
-    ``private=False``: the plain mean-loss gradient, same model and optimizer (``key`` unused).
+    ``private=True``: DP-SGD (per-example grads → clip → mask → sum → noise → /L, then ``tx``;
+    see :func:`dp_aggregate`); ``private=False``: the gradient of ``Σ_i m_i·loss_i / L``, same
+    model and optimizer (``key`` unused). Without ``mask`` and ``lot_size`` that is the plain
+    batch mean. ``x`` is float32 ``(B, d)``, ``y`` int ``(B,)``, ``mask`` float32 ``(B,)``.
 
     Args:
+        graphdef: from ``graphdef, params = nnx.split(model, nnx.Param)``.
         tx: an optax optimizer (Abadi et al. used plain SGD).
         private: DP-SGD or the non-private baseline.
         clip_norm: C > 0 (private only).
         noise_multiplier: σ ≥ 0 (private only).
+        lot_size: the divisor ``L`` > 0; for Poisson lots the expected size ``q·N``
+            (default: the batch's row count ``B``).
 
     Returns:
         the jitted step function.
 
     Raises:
-        ValueError: C ≤ 0 or σ < 0.
+        ValueError: C ≤ 0, σ < 0, ``lot_size`` ≤ 0, or ``graphdef`` not an ``nnx.GraphDef``.
     """
     clip_norm = check_clip_norm(clip_norm)
     noise_multiplier = check_noise_multiplier(noise_multiplier)
+    if lot_size is not None:
+        lot_size = check_positive_float("lot_size", lot_size)
+    loss_fn = make_example_loss(graphdef)
 
-    def step(params: Params, opt_state: Any, x: jax.Array, y: jax.Array, key: jax.Array):
+    def step(params: Any, opt_state: Any, x: jax.Array, y: jax.Array, key: jax.Array,
+             mask: jax.Array | None = None):
         if private:
-            grads = dp_aggregate(per_example_grads(example_loss, params, x, y), clip_norm,
-                                 noise_multiplier, key)
+            grads = dp_aggregate(per_example_grads(loss_fn, params, x, y), clip_norm,
+                                 noise_multiplier, key, mask, lot_size)
         else:
-            grads = jax.grad(lambda p: example_loss(p, x, y).mean())(params)
+            weights = jnp.ones(len(x)) if mask is None else mask
+            denom = len(x) if lot_size is None else lot_size
+            grads = jax.grad(lambda p: (weights * loss_fn(p, x, y)).sum() / denom)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
     return jax.jit(step)
+
+
+# ----------------------------------------------------------------------------- Poisson lots
+def poisson_max_batch(n: int, sampling_rate: float, steps: int,
+                      failure_prob: float = 1e-6) -> int:
+    """A padded batch size that ``steps`` Poisson lots all fit into, except with ``failure_prob``.
+
+    Each lot's size is Binomial(n, q). The smallest ``m`` with ``P(size > m) ≤ failure_prob /
+    steps`` (``scipy.stats.binom.isf``) makes, by the union bound over steps, the chance that
+    ANY lot overflows at most ``failure_prob``; :func:`poisson_batches` raises if one does.
+
+    Args:
+        n: training-set size N ≥ 1; sampling_rate: q ∈ (0, 1]; steps: T ≥ 1.
+        failure_prob: allowed probability of an overflow in the whole run, in (0, 1).
+
+    Returns:
+        ``m`` (int, 1 ≤ m ≤ n); about ``qN + z·sqrt(qN(1-q))`` with ``z`` ≈ 5–6 for 1e-6.
+
+    Raises:
+        ValueError: an argument out of range.
+    """
+    from scipy.stats import binom
+
+    n, steps = check_int("n", n, 1), check_int("steps", steps, 1)
+    q = check_sampling_rate(sampling_rate)
+    failure_prob = check_float("failure_prob", failure_prob, 0.0, 1.0, low_open=True,
+                               high_open=True)
+    return int(min(n, max(1, binom.isf(failure_prob / steps, n, q))))
+
+
+def poisson_batches(n: int, sampling_rate: float, steps: int, rng: np.random.Generator,
+                    max_batch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``steps`` Poisson-sampled lots, each padded to ``max_batch`` rows (one jit shape).
+
+    Each example joins each lot independently with probability ``q`` (Bernoulli(q)), the
+    sampling that the accountant (:func:`rdp_sampled_gaussian`; Mironov et al. 2019; Abadi et
+    al. 2016, Sec. 3.1 "lots") assumes; a lot's size is Binomial(n, q), mean ``qN``.
+
+    Args:
+        n: training-set size N ≥ 1.
+        sampling_rate: q ∈ (0, 1].
+        steps: number of lots T ≥ 1.
+        rng: a NumPy ``Generator`` (seeded by the caller).
+        max_batch: padded size ≥ 1 (choose it with :func:`poisson_max_batch`).
+
+    Returns:
+        an iterator of ``steps`` pairs ``(idx, mask)``: int32 ``(max_batch,)`` indices into the training set (padding rows
+        point at example 0) and float32 ``(max_batch,)`` mask, 1 for the lot's examples.
+
+    Raises:
+        ValueError: an argument out of range, or a drawn lot larger than ``max_batch`` (raise
+            ``max_batch``, e.g. with :func:`poisson_max_batch` and a smaller ``failure_prob``;
+            dropping examples would break the privacy accounting).
+    """
+    n, steps = check_int("n", n, 1), check_int("steps", steps, 1)
+    q = check_sampling_rate(sampling_rate)
+    max_batch = check_int("max_batch", max_batch, 1)
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy.random.Generator, e.g. "
+                         f"np.random.default_rng(0), got {type(rng).__name__}")
+
+    def draw() -> Iterator[tuple[np.ndarray, np.ndarray]]:   # arguments checked eagerly above
+        for t in range(steps):
+            members = np.flatnonzero(rng.random(n) < q)
+            if len(members) > max_batch:
+                raise ValueError(f"lot {t} drew {len(members)} examples > max_batch={max_batch}; "
+                                 "raise max_batch (poisson_max_batch(n, q, steps, failure_prob) "
+                                 "with a smaller failure_prob)")
+            idx = np.zeros(max_batch, np.int32)
+            idx[:len(members)] = members
+            mask = np.zeros(max_batch, np.float32)
+            mask[:len(members)] = 1.0
+            yield idx, mask
+
+    return draw()
 
 
 def temp_bytes(fn: Callable[..., Any], *args: Any) -> int:

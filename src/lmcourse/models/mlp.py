@@ -1,6 +1,6 @@
 """A multilayer perceptron with explicit dropout, in Flax NNX.
 
-Used in chapters: 04; imported by ``lmcourse.regularization``.
+Used in chapters: 04, 12; imported by ``lmcourse.regularization``.
 
 :func:`dropout` takes its key and its rate as arguments (not module attributes), so the rate can
 be a traced value that ``jax.vmap`` varies across models. Concrete bad values raise
