@@ -115,6 +115,45 @@ def _load_data(seed: int, n_batches: int, to_float_images=_to_float_images):
     return x_train, y_train, x_test, idx[:n_batches]
 
 
+def make_torch_cnn():
+    """The chapter-03 network in PyTorch (NCHW, PyTorch's default initialisation); same layer
+    shapes as the Flax ``CNN``. PyTorch is imported here, so a JAX worker never loads it."""
+    import torch
+    from torch import nn
+
+    class TorchCNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 32, 3)
+            self.conv2 = nn.Conv2d(32, 64, 3)
+            self.conv3 = nn.Conv2d(64, 64, 3)
+            self.dense1 = nn.Linear(3 * 3 * 64, 64)
+            self.dense2 = nn.Linear(64, 10)
+
+        def forward(self, x):
+            x = nn.functional.max_pool2d(torch.relu(self.conv1(x)), 2)
+            x = nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2)
+            x = torch.relu(self.conv3(x))
+            x = torch.flatten(x, 1)
+            x = torch.relu(self.dense1(x))
+            return self.dense2(x)
+
+    return TorchCNN()
+
+
+def make_keras_cnn():
+    """The chapter-03 network in Keras 3 (NHWC, logits out, Keras's default initialisation)."""
+    import keras
+
+    layers = keras.layers
+    return keras.Sequential([
+        keras.Input((28, 28, 1)),
+        layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(2),
+        layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(2),
+        layers.Conv2D(64, 3, activation="relu"), layers.Flatten(),
+        layers.Dense(64, activation="relu"), layers.Dense(10)])
+
+
 def _run_jax(variant: str, args: argparse.Namespace) -> dict:
     t_start = time.perf_counter()
     import lmcourse  # noqa: F401  (adds the CPU flag to XLA_FLAGS unless LMCOURSE_XLA_TUNING=0)
@@ -210,25 +249,6 @@ def _run_torch(variant: str, args: argparse.Namespace) -> dict:
     torch.set_num_threads(TORCH_THREADS)
     torch.manual_seed(args.seed)
 
-    class TorchCNN(nn.Module):
-        """The chapter-03 network in PyTorch (NCHW); same layer shapes as the Flax ``CNN``."""
-
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(1, 32, 3)
-            self.conv2 = nn.Conv2d(32, 64, 3)
-            self.conv3 = nn.Conv2d(64, 64, 3)
-            self.dense1 = nn.Linear(3 * 3 * 64, 64)
-            self.dense2 = nn.Linear(64, 10)
-
-        def forward(self, x):
-            x = nn.functional.max_pool2d(torch.relu(self.conv1(x)), 2)
-            x = nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2)
-            x = torch.relu(self.conv3(x))
-            x = torch.flatten(x, 1)
-            x = torch.relu(self.dense1(x))
-            return self.dense2(x)
-
     x_train, y_train, x_test, idx = _load_data(args.seed, args.warmup + args.steps)
     # (N, 28, 28, 1) -> (N, 1, 28, 28): with one channel this is the same memory, no copy.
     x_train = torch.from_numpy(x_train.reshape(-1, 1, 28, 28))
@@ -237,7 +257,7 @@ def _run_torch(variant: str, args: argparse.Namespace) -> dict:
     fmt = torch.channels_last if variant == "torch-channels-last" else torch.contiguous_format
 
     t_build = time.perf_counter()
-    model = TorchCNN().to(memory_format=fmt)
+    model = make_torch_cnn().to(memory_format=fmt)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     net = torch.compile(model, dynamic=False) if variant == "torch-compile" else model
     build_s = time.perf_counter() - t_build
@@ -292,13 +312,7 @@ def _run_keras(variant: str, args: argparse.Namespace) -> dict:
     x_train, y_train, x_test, idx = _load_data(args.seed, args.warmup + args.steps)
 
     t_build = time.perf_counter()
-    layers = keras.layers
-    model = keras.Sequential([
-        keras.Input((28, 28, 1)),
-        layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(2),
-        layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(2),
-        layers.Conv2D(64, 3, activation="relu"), layers.Flatten(),
-        layers.Dense(64, activation="relu"), layers.Dense(10)])
+    model = make_keras_cnn()
     optimizer = keras.optimizers.Adam(1e-3)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     build_s = time.perf_counter() - t_build

@@ -138,6 +138,13 @@ def build_torch_gpt(vocab_size: int, d_model: int, layers: int, heads: int, n_ct
     Returns:
         an ``nn.Module``: ids int64 ``(B, T)``, ``T <= n_ctx`` → logits float32 ``(B, T, V)``,
         initialised like GPT-2 (N(0, 0.02); residual projections N(0, 0.02/√(2L)); zero biases).
+        Its key–value cache (the PyTorch peer of ``GPT.init_cache`` / ``GPT.extend``):
+        ``model.init_cache(B)`` gives ``(keys, values, 0)``, preallocated float32 buffers
+        ``(layers, B, heads, n_ctx, d_k)`` and the number of positions filled;
+        ``model.extend(ids, cache)`` runs ``T`` new tokens at positions ``length ...
+        length + T - 1``, writes their keys/values into the buffers (in place) and returns
+        ``(logits (B, T, V), (keys, values, length + T))``; attention reads only the first
+        ``length + T`` cached positions. ``extend`` raises ``ValueError`` past ``n_ctx``.
 
     Raises:
         ValueError: ``d_model`` not divisible by ``heads``, or an unknown ``attention``.
@@ -161,20 +168,42 @@ def build_torch_gpt(vocab_size: int, d_model: int, layers: int, heads: int, n_ct
             self.fc = nn.Linear(d_model, 4 * d_model)
             self.fc_out = nn.Linear(4 * d_model, d_model)
 
-        def attn(self, x, mask):
+        def heads_of(self, x):
             b, t, _ = x.shape
-            q, k, v = self.qkv(x).view(b, t, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+            return self.qkv(x).view(b, t, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+
+        def attend(self, q, k, v, mask, causal):
             if attention == "sdpa":
-                out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+                if causal:
+                    out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+                else:
+                    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
             else:
                 scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
                 scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
                 out = torch.softmax(scores, dim=-1) @ v
+            b, _, t, _ = q.shape
             return self.proj(out.transpose(1, 2).reshape(b, t, d_model))
+
+        def attn(self, x, mask):
+            q, k, v = self.heads_of(x)
+            return self.attend(q, k, v, mask, causal=True)
+
+        def mlp(self, x):
+            return self.fc_out(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
 
         def forward(self, x, mask):
             x = x + self.attn(self.ln1(x), mask)
-            return x + self.fc_out(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+            return x + self.mlp(x)
+
+        def extend(self, x, keys, values, start, mask):
+            # keys, values: this layer's buffers (B, h, n_ctx, d_k); mask (T, start + T)
+            q, k, v = self.heads_of(self.ln1(x))
+            end = start + x.shape[1]
+            keys[:, :, start:end] = k
+            values[:, :, start:end] = v
+            x = x + self.attend(q, keys[:, :, :end], values[:, :, :end], mask, causal=False)
+            return x + self.mlp(x)
 
     class TorchGPT(nn.Module):
         def __init__(self):
@@ -200,6 +229,26 @@ def build_torch_gpt(vocab_size: int, d_model: int, layers: int, heads: int, n_ct
             for block in self.blocks:
                 x = block(x, mask)
             return self.ln_f(x) @ self.wte.weight.T
+
+        def init_cache(self, batch_size: int):
+            shape = (layers, batch_size, heads, n_ctx, d_model // heads)
+            return (torch.zeros(shape, device=self.wte.weight.device),
+                    torch.zeros(shape, device=self.wte.weight.device), 0)
+
+        def extend(self, ids, cache):
+            keys, values, start = cache
+            b, t = ids.shape
+            if b != keys.shape[1]:
+                raise ValueError(f"ids has batch size {b} but the cache was made for "
+                                 f"{keys.shape[1]}; use model.init_cache({b})")
+            if start + t > n_ctx:
+                raise ValueError(f"the cache holds {start} tokens; {t} more exceed the context "
+                                 f"n_ctx={n_ctx}: start a new cache on the last tokens")
+            x = self.wte(ids) + self.wpe(torch.arange(start, start + t, device=ids.device))
+            mask = self.mask[start:start + t, :start + t]
+            for i, block in enumerate(self.blocks):
+                x = block.extend(x, keys[i], values[i], start, mask)
+            return self.ln_f(x) @ self.wte.weight.T, (keys, values, start + t)
 
     return TorchGPT()
 
