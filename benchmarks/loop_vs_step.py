@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         profiler.runcall(training.fit, model, optimizer, x, y, epochs=1, batch_size=BATCH,
                          progress=True)
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(12)
+        pstats.Stats(profiler, stream=out).strip_dirs().sort_stats("tottime").print_stats(12)
         profile_text = out.getvalue()
         print(profile_text)
     if args.json:

@@ -32,8 +32,10 @@ Each worker also reports where its time went (imports, data, first step, trainin
 the steps it needed, and its peak RSS. Round ``r`` uses seed ``--seed + r`` in every variant
 (weights and shuffles differ between frameworks anyway: their initialisers differ), frameworks
 alternate within a round and the order rotates every round; the table gives medians over rounds,
-and ``steps to target`` separates "needed more steps" (luck of the seed, initialisation) from
-"ran each step slower".
+``steps`` (to the target) separates "needed more steps" (luck of the seed, initialisation) from
+"ran each step slower", and ``ms/step`` (the time after loading the data, i.e. model building,
+compilation, training and evaluations, divided by the steps to the target) compares the work per
+step independently of that luck.
 
 Usage::
 
@@ -246,13 +248,14 @@ def _spawn(variant: str, args: argparse.Namespace, result_path: Path) -> dict:
         r["startup_s"] = r["clock_imports"] - t_spawn
         r["data_s"] = r["clock_data"] - r["clock_imports"]
         r["after_data_s"] = r["clock_reached"] - r["clock_data"]
+        r["ms_per_step"] = 1e3 * r["after_data_s"] / r["steps_to_target"]
     return r
 
 
 def print_table(variants: list[str], summary: dict[str, dict], target: float) -> None:
     head = (f"{'variant':<20} {'s to ' + format(target, '.1%'):>10} {'(min-max)':>13} "
             f"{'x fastest':>9} {'steps':>6} {'start-up s':>10} {'data s':>6} {'1st step s':>10} "
-            f"{'peak RSS':>9}")
+            f"{'ms/step':>8} {'peak RSS':>9}")
     print(head)
     print("-" * len(head))
     best = min((s["time_to_target_s"] for s in summary.values() if "time_to_target_s" in s),
@@ -267,7 +270,7 @@ def print_table(variants: list[str], summary: dict[str, dict], target: float) ->
         print(f"{v:<20} {s['time_to_target_s']:>10.1f} {spread:>13} "
               f"{best / s['time_to_target_s']:>9.2f} {s['steps_to_target']:>6.0f} "
               f"{s['startup_s']:>10.1f} {s['data_s']:>6.1f} {first:>10} "
-              f"{s['peak_rss_mb']:>6,.0f} MB")
+              f"{s['ms_per_step']:>8.1f} {s['peak_rss_mb']:>6,.0f} MB")
         if "error" in s:
             print(f"{'':<20} ({s['rounds_failed']} round(s) failed: {s['error']})")
 
@@ -327,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         variants, runs, [("time_to_target_s", "spread"), ("steps_to_target", "median"),
                          ("startup_s", "median"), ("data_s", "median"),
                          ("first_step_s", lambda ok: _median_or_none(r["first_step_s"] for r in ok)),
-                         ("after_data_s", "median"), ("peak_rss_mb", "max")])
+                         ("after_data_s", "median"), ("ms_per_step", "spread"),
+                         ("peak_rss_mb", "max")])
     print(f"\nmedians over {args.rounds} round(s); 'x fastest' = fastest median / this median\n")
     print_table(variants, summary, args.target)
     print(f"total {total_s:.0f} s; load average at end: {_env.format_load(load_end)}")

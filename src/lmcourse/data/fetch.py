@@ -1,7 +1,7 @@
 """Getting a registered dataset's files into the cache, safely.
 
-Used in chapters: 00, 03, 06, 07, 08, 11; imported by ``lmcourse.data.catalog``,
-``lmcourse.data.cli``, ``lmcourse.data.dates``, ``lmcourse.data.images``,
+Used in chapters: 00, 03, 06, 07, 08, 11; imported by ``lmcourse.compat``,
+``lmcourse.data.catalog``, ``lmcourse.data.cli``, ``lmcourse.data.dates``, ``lmcourse.data.images``,
 ``lmcourse.data.movielens``, ``lmcourse.data.pretrained``, ``lmcourse.data.shakespeare``,
 ``lmcourse.data.vader``, ``lmcourse.recsys``.
 
