@@ -6,7 +6,7 @@ Used by ``cnn_train_speed.py``, ``gpt_train_speed.py``, ``metrics_speed.py`` and
 * :func:`versions`, :func:`cpu_model`, :func:`machine`, :func:`print_environment`: the library
   versions, the CPU (model, core counts, instruction-set extensions) and the load average that
   a benchmark's numbers depend on, recorded with them.
-* :func:`interleave`, :func:`run_rounds`: every peer once per round, frameworks alternating and
+* :func:`parse_variants`, :func:`interleave`, :func:`run_rounds`: every peer once per round, frameworks alternating and
   the start rotated each round, so that no peer always runs first (on a warm or a cold machine);
   :func:`spawn_worker` runs one peer in its own process and reads back its JSON result.
 * :func:`medians`, :func:`summarize_rounds`: per-peer medians over the rounds (and spreads,
@@ -120,6 +120,19 @@ def print_environment(vers: Mapping[str, str | None], info: Mapping[str, Any],
 # --------------------------------------------------------------------------------------------
 # Alternating rounds
 # --------------------------------------------------------------------------------------------
+
+def parse_variants(text: str, known: Sequence[str]) -> list[str]:
+    """``"a, b"`` → ``["a", "b"]``; ``"all"`` → every known variant.
+
+    Raises:
+        ValueError: a name not in ``known`` (the message lists the known ones).
+    """
+    variants = list(known) if text == "all" else [v.strip() for v in text.split(",")]
+    unknown = [v for v in variants if v not in known]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}; known: {list(known)}")
+    return variants
+
 
 def interleave(groups: Sequence[Sequence[str]]) -> list[str]:
     """One of each group in turn: ``[[j1, j2], [t1]]`` → ``[j1, t1, j2]`` (frameworks alternate)."""

@@ -483,10 +483,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     known = DEFAULT_VARIANTS + EXTRA_VARIANTS
-    variants = known if args.variants == "all" else [v.strip() for v in args.variants.split(",")]
-    unknown = [v for v in variants if v not in known]
-    if unknown:
-        parser.error(f"unknown variant(s) {unknown}; known: {known}")
+    try:
+        variants = _env.parse_variants(args.variants, known)
+    except ValueError as exc:
+        parser.error(str(exc))
     # Alternate frameworks within a round: JAX, PyTorch, Keras, JAX, PyTorch, Keras, ...
     groups = [[v for v in variants if v in JAX_VARIANTS],
               [v for v in variants if v not in JAX_VARIANTS and v not in KERAS_VARIANTS],

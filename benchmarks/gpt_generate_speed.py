@@ -408,10 +408,10 @@ def main(argv: list[str] | None = None) -> int:
         worker(args.worker, args)
         return 0
 
-    variants = [v.strip() for v in args.variants.split(",")]
-    unknown = [v for v in variants if v not in ALL_VARIANTS]
-    if unknown:
-        parser.error(f"unknown variant(s) {unknown}; known: {ALL_VARIANTS}")
+    try:
+        variants = _env.parse_variants(args.variants, ALL_VARIANTS)
+    except ValueError as exc:
+        parser.error(str(exc))
     order = _env.interleave([[v for v in variants if v.startswith("jax")],
                              [v for v in variants if v.startswith("torch")]])
     settings = [setting_name(b, p, t) for b in args.batch_list for p, t in args.length_list]

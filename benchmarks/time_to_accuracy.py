@@ -302,10 +302,10 @@ def main(argv: list[str] | None = None) -> int:
         worker(args.worker, args)
         return 0
 
-    variants = [v.strip() for v in args.variants.split(",")]
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        parser.error(f"unknown variant(s) {unknown}; known: {VARIANTS}")
+    try:
+        variants = _env.parse_variants(args.variants, VARIANTS)
+    except ValueError as exc:
+        parser.error(str(exc))
     versions, machine = _env.versions(PACKAGES), _env.machine()
     load_start = _env.print_environment(versions, machine)
     print(f"{args.rounds} round(s) x {len(variants)} variant(s); target {args.target:.1%} test "
