@@ -6,7 +6,8 @@ Used by ``cnn_train_speed.py``, ``gpt_train_speed.py``, ``metrics_speed.py`` and
 * :func:`versions`, :func:`cpu_model`, :func:`machine`, :func:`print_environment`: the library
   versions, the CPU (model, core counts, instruction-set extensions) and the load average that
   a benchmark's numbers depend on, recorded with them.
-* :func:`parse_variants`, :func:`interleave`, :func:`run_rounds`: every peer once per round, frameworks alternating and
+* :func:`parse_variants` (:func:`variants_or_exit`), :func:`interleave` (:func:`by_framework`),
+  :func:`run_rounds`: every peer once per round, frameworks alternating and
   the start rotated each round, so that no peer always runs first (on a warm or a cold machine);
   :func:`spawn_worker` runs one peer in its own process and reads back its JSON result.
 * :func:`medians`, :func:`summarize_rounds`: per-peer medians over the rounds (and spreads,
@@ -132,6 +133,22 @@ def parse_variants(text: str, known: Sequence[str]) -> list[str]:
     if unknown:
         raise ValueError(f"unknown variant(s) {unknown}; known: {list(known)}")
     return variants
+
+
+def variants_or_exit(parser: Any, text: str, known: Sequence[str]) -> list[str]:
+    """:func:`parse_variants` for a script's ``--variants``: an unknown name ends the script with
+    ``parser.error`` (argparse's usage message and exit status 2)."""
+    try:
+        return parse_variants(text, known)
+    except ValueError as exc:
+        parser.error(str(exc))
+        raise  # parser.error exits; this keeps type checkers content
+
+
+def by_framework(variants: Sequence[str], prefixes: Sequence[str]) -> list[str]:
+    """:func:`interleave` of ``variants`` grouped by name prefix: ``("jax", "torch")`` gives
+    JAX, PyTorch, JAX, PyTorch, ..."""
+    return interleave([[v for v in variants if v.startswith(p)] for p in prefixes])
 
 
 def interleave(groups: Sequence[Sequence[str]]) -> list[str]:

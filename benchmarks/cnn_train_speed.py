@@ -483,10 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     known = DEFAULT_VARIANTS + EXTRA_VARIANTS
-    try:
-        variants = _env.parse_variants(args.variants, known)
-    except ValueError as exc:
-        parser.error(str(exc))
+    variants = _env.variants_or_exit(parser, args.variants, known)
     # Alternate frameworks within a round: JAX, PyTorch, Keras, JAX, PyTorch, Keras, ...
     groups = [[v for v in variants if v in JAX_VARIANTS],
               [v for v in variants if v not in JAX_VARIANTS and v not in KERAS_VARIANTS],

@@ -408,12 +408,8 @@ def main(argv: list[str] | None = None) -> int:
         worker(args.worker, args)
         return 0
 
-    try:
-        variants = _env.parse_variants(args.variants, ALL_VARIANTS)
-    except ValueError as exc:
-        parser.error(str(exc))
-    order = _env.interleave([[v for v in variants if v.startswith("jax")],
-                             [v for v in variants if v.startswith("torch")]])
+    variants = _env.variants_or_exit(parser, args.variants, ALL_VARIANTS)
+    order = _env.by_framework(variants, ("jax", "torch"))
     settings = [setting_name(b, p, t) for b in args.batch_list for p, t in args.length_list]
 
     versions, machine = _env.versions(PACKAGES), _env.machine()

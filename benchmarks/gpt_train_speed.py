@@ -535,13 +535,9 @@ def main(argv: list[str] | None = None) -> int:
         worker(args.worker, args)
         return 0
 
-    try:
-        variants = _env.parse_variants(args.variants, ALL_VARIANTS)
-    except ValueError as exc:
-        parser.error(str(exc))
+    variants = _env.variants_or_exit(parser, args.variants, ALL_VARIANTS)
     # Alternate frameworks within a round: JAX, PyTorch, (JAX,) PyTorch, ...
-    order = _env.interleave([[v for v in variants if v.startswith("jax")],
-                             [v for v in variants if v.startswith("torch")]])
+    order = _env.by_framework(variants, ("jax", "torch"))
 
     versions, machine = _env.versions(PACKAGES), _env.machine()
     load_start = _env.print_environment(versions, machine)

@@ -302,10 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         worker(args.worker, args)
         return 0
 
-    try:
-        variants = _env.parse_variants(args.variants, VARIANTS)
-    except ValueError as exc:
-        parser.error(str(exc))
+    variants = _env.variants_or_exit(parser, args.variants, VARIANTS)
     versions, machine = _env.versions(PACKAGES), _env.machine()
     load_start = _env.print_environment(versions, machine)
     print(f"{args.rounds} round(s) x {len(variants)} variant(s); target {args.target:.1%} test "

@@ -46,3 +46,15 @@ def test_summaries_skip_failed_rounds_and_give_ratios_to_the_baseline():
     assert s["a"]["rounds_failed"] == 1 and s["a"]["error"] == "boom"
     assert s["a"]["vs_b"] == pytest.approx(2.0) and s["b"]["vs_b"] == pytest.approx(1.0)
     assert s["c"] == {"error": "no torch"}
+
+
+def test_a_script_exits_with_usage_on_an_unknown_variant_and_frameworks_alternate():
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="bench")
+    assert _env.variants_or_exit(parser, "jax-a", ["jax-a", "torch-b"]) == ["jax-a"]
+    with pytest.raises(SystemExit) as exit_info:
+        _env.variants_or_exit(parser, "keras", ["jax-a", "torch-b"])
+    assert exit_info.value.code == 2
+    assert _env.by_framework(["jax-a", "jax-b", "torch-c"], ("jax", "torch")) == ["jax-a", "torch-c",
+                                                                                 "jax-b"]
