@@ -30,13 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
-# The chapter's settings (notebooks/07_gpt.ipynb, section 4): quick, full.
-SETTINGS = {
-    "quick": dict(d_model=64, layers=2, heads=4, n_ctx=64, dropout=0.0, steps=800, batch=32,
-                  peak_lr=1e-2, warmup=30),
-    "full": dict(d_model=384, layers=6, heads=6, n_ctx=256, dropout=0.2, steps=5000, batch=64,
-                 peak_lr=1e-3, warmup=100),
-}
+# The chapter's recipes (lmcourse.models.gpt.SHAKESPEARE_CHAR, used by notebooks/07_gpt.ipynb).
+SCALES = ("full", "quick")
 
 
 def run(scale: str) -> dict:
@@ -48,6 +43,7 @@ def run(scale: str) -> dict:
     from lmcourse.data.shakespeare import contiguous_split, load_shakespeare
     from lmcourse.models.gpt import (
         GPT,
+        SHAKESPEARE_CHAR,
         GPTConfig,
         evaluate_lm,
         make_lm_optimizer,
@@ -56,7 +52,7 @@ def run(scale: str) -> dict:
     )
     from lmcourse.training import train_loop
 
-    s = SETTINGS[scale]
+    s = SHAKESPEARE_CHAR[scale]
     head, tail = contiguous_split(load_shakespeare().text(), 0.9)
     tokenizer = CharTokenizer.from_text(head + tail)    # tail characters unseen in head stay scorable
     train_ids, val_ids = tokenizer.encode(head), tokenizer.encode(tail)
@@ -72,8 +68,7 @@ def run(scale: str) -> dict:
         bits = ngram_bits_per_token(ngram_log_probs(train_ids, vocab, order, k_best), val_ids)
         results[f"{name} bits/char (last 10%)"] = {"value": round(bits, 3), "unit": "bits/char"}
         results[f"{name} smoothing k"] = {"value": k_best, "unit": ""}
-    config = GPTConfig("char GPT", vocab_size=vocab, d_model=s["d_model"], layers=s["layers"],
-                       heads=s["heads"], n_ctx=s["n_ctx"])
+    config = GPTConfig("char GPT", vocab_size=vocab, **s["model"])
     model = GPT(config, rngs=nnx.Rngs(0), dropout_rate=s["dropout"])
     optimizer = make_lm_optimizer(model, steps=s["steps"], peak_lr=s["peak_lr"],
                                   warmup_steps=s["warmup"])
@@ -98,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     from run_course import git_state, load_average
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", choices=sorted(SETTINGS), default="quick")
+    parser.add_argument("--scale", choices=SCALES, default="quick")
     args = parser.parse_args(argv)
     commit, load_start, start = git_state(), load_average(), time.perf_counter()
     results = run(args.scale)

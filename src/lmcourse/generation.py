@@ -157,6 +157,18 @@ def sample_logits(logits: jax.Array, key: jax.Array | None = None, *, temperatur
 
 
 @functools.lru_cache(maxsize=16)
+def _prefill_function(graphdef, treedef):
+    """The jitted prefill for one model structure (it does not depend on the sampling options,
+    so changing them does not compile it again)."""
+    def prefill(leaves, ids, cache):
+        model = nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
+        logits, cache = model.extend(ids, cache)
+        return logits[:, -1], cache
+
+    return jax.jit(prefill)
+
+
+@functools.lru_cache(maxsize=16)
 def _step_functions(graphdef, treedef, opts: tuple) -> dict:
     """Jitted prefill / decode / window steps for one model structure and sampling options.
 
@@ -171,10 +183,6 @@ def _step_functions(graphdef, treedef, opts: tuple) -> dict:
         key, sub = jax.random.split(key)
         return _sample_impl(logits, sub, temperature, top_p, *opts), key
 
-    def prefill(leaves, ids, cache):
-        logits, cache = model_of(leaves).extend(ids, cache)
-        return logits[:, -1], cache
-
     def cached_step(leaves, logits, cache, key, temperature, top_p):
         tok, key = sample(logits, key, temperature, top_p)
         new_logits, cache = model_of(leaves).extend(tok[:, None], cache)
@@ -184,7 +192,7 @@ def _step_functions(graphdef, treedef, opts: tuple) -> dict:
         logits = jnp.take(model_of(leaves)(ids), last, axis=1)
         return sample(logits, key, temperature, top_p)
 
-    return {"prefill": jax.jit(prefill), "cached_step": jax.jit(cached_step),
+    return {"prefill": _prefill_function(graphdef, treedef), "cached_step": jax.jit(cached_step),
             "sample": jax.jit(sample), "window_step": jax.jit(window_step)}
 
 

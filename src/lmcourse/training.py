@@ -9,8 +9,9 @@ batcher) and :class:`EpochBatches` (its epochs, with a position that can be save
 place), :func:`evaluate`, :func:`train_loop` (a step function over a batch source, one
 :class:`History`, one NaN policy: :class:`NonFiniteLossError` naming the step; checkpoints
 every N steps and resume, :mod:`lmcourse.checkpoint`), and :func:`fit`, the chapter-03 case of
-it. Loops written as one ``jax.lax.scan`` on purpose (chapter 04's k-fold, chapter 09's MF
-epoch) stay outside it; their docstrings say why.
+it. Loops written as one ``jax.lax.scan`` on purpose (chapter 04's k-fold and its capacity
+sweep, where ``jax.vmap`` trains all seeds of one width as one program; chapter 09's MF epoch)
+stay outside it; their docstrings or the notebook's text say why.
 """
 
 from __future__ import annotations

@@ -347,7 +347,8 @@ def encode(model: Bert, tokenizer, sentences: list[str], *, batch_size: int | No
         validate_inputs(model.config, **batch)
         return np.asarray(_embed(model, batch["input_ids"], batch["attention_mask"],
                                  batch["token_type_ids"]))
-    lengths = np.array([len(e.ids) for e in tokenizer.encode_batch(sentences)])
+    # real lengths: encode_batch pads every encoding to the longest sentence of the call
+    lengths = np.array([sum(e.attention_mask) for e in tokenizer.encode_batch(sentences)])
     order = np.argsort(lengths, kind="stable")
     out = np.zeros((len(sentences), model.config.hidden_size), np.float32)
     bar = progress_bar(total=len(sentences), desc="encode", unit="sentences",

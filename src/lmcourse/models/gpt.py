@@ -53,8 +53,25 @@ from lmcourse.validation import (
     concrete,
 )
 
-__all__ = ["GPT", "GPTConfig", "KVCache", "TokenBatch", "causal_mask", "check_token_ids",
-           "evaluate_lm", "lm_loss", "make_lm_optimizer", "random_windows", "train_step"]
+__all__ = ["GPT", "GPTConfig", "KVCache", "SHAKESPEARE_CHAR", "TokenBatch", "causal_mask",
+           "check_token_ids", "evaluate_lm", "lm_loss", "make_lm_optimizer", "random_windows",
+           "train_step"]
+
+#: Chapter 07's character-level pretraining recipes, one per scale; ``notebooks/07_gpt.ipynb``
+#: and ``tools/gpt_contiguous.py`` both read them (one source, so the two cannot drift apart).
+#: ``model``: the :class:`GPTConfig` sizes; ``dropout``: the model's dropout rate; ``steps``,
+#: ``batch`` (windows of ``n_ctx`` tokens), ``peak_lr``, ``warmup`` (steps): AdamW with linear
+#: warm-up and cosine decay to ``peak_lr / 10``, as :func:`make_lm_optimizer`.
+#: "full" is nanoGPT's ``config/train_shakespeare_char.py`` (Karpathy): 6 layers, 6 heads,
+#: 384 wide, block size 256, dropout 0.2, batch 64, learning rate 1e-3 decayed to 1e-4 over 5,000
+#: iterations, 100 warm-up iterations, beta2 0.99. "quick" is a small GPT that beats the
+#: bigram baseline clearly in about a minute on 2 CPU cores.
+SHAKESPEARE_CHAR: dict[str, dict] = {
+    "quick": {"model": dict(d_model=64, layers=2, heads=4, n_ctx=64), "dropout": 0.0,
+              "steps": 800, "batch": 32, "peak_lr": 1e-2, "warmup": 30},
+    "full": {"model": dict(d_model=384, layers=6, heads=6, n_ctx=256), "dropout": 0.2,
+             "steps": 5000, "batch": 64, "peak_lr": 1e-3, "warmup": 100},
+}
 
 _INIT_STD = 0.02   # GPT-2 / nanoGPT: N(0, 0.02) for every weight matrix and embedding
 
