@@ -90,7 +90,7 @@ def run(scale: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Parse ``--scale``, run, write the JSON; return the exit code."""
     import jax
-    from run_course import git_state, load_average
+    from run_course import cpu_model, git_state, load_average
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", choices=SCALES, default="quick")
@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": f"python tools/gpt_contiguous.py --scale {args.scale}",
         "seconds": round(time.perf_counter() - start, 1),
         "device": f"{jax.devices()[0]} ({jax.default_backend()})",
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
+        "machine": f"{platform.machine()} {cpu_model()}, {os.cpu_count()} CPU cores, "
+                   f"{platform.system()}",
         "versions": {n: md.version(n) for n in ("jax", "jaxlib", "flax", "optax", "numpy")},
         "git_commit": commit,
         "load_average_start_end": [load_start, load_average()],

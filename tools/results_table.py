@@ -73,7 +73,9 @@ def render(runs: dict[str, dict[str, dict]]) -> str:
         count = sum(scale in b for b in runs.values())
         if count:
             lines.append(f"Total {scale}-scale run time of the {count} notebooks: "
-                         f"{total / 60:.1f} min (each in its own kernel, data cache filled).")
+                         f"{total / 60:.1f} min (each in its own kernel, data cache filled; "
+                         "JAX's compilation cache in data/ as earlier runs left it, so a first "
+                         "run on a new machine compiles more).")
     lines += ["", "| notebook | result | quick scale | full scale |", "|---|---|---|---|"]
     for notebook, by_scale in sorted(runs.items()):
         names: list[str] = []

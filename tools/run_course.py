@@ -59,6 +59,17 @@ def load_average() -> float | None:
         return None
 
 
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` ("" where it cannot be read): results differ
+    in their last digits between CPUs, and speeds by more."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    return next((line.split(":", 1)[1].strip() for line in text.splitlines()
+                 if line.startswith("model name")), "")
+
+
 def save_results(path: Path, scale: str, seconds: float, results: dict, commit: str,
                  load: tuple[float | None, float | None] = (None, None)) -> Path:
     """Write ``results/<notebook>.<scale>.json`` (see the module docstring); return its path.
@@ -83,7 +94,8 @@ def save_results(path: Path, scale: str, seconds: float, results: dict, commit: 
         "command": f"python tools/run_course.py {path.stem} --scale {scale} --save-results",
         "seconds": round(seconds, 1),
         "device": device,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
+        "machine": f"{platform.machine()} {cpu_model()}, {os.cpu_count()} CPU cores, "
+                   f"{platform.system()}",
         "versions": versions,
         "git_commit": commit,
         "load_average_start_end": list(load),
