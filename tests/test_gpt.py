@@ -244,3 +244,25 @@ def test_train_step_and_optimizer_lower_the_loss_and_refuse_bad_settings():
         settings = dict(steps=20, peak_lr=1e-3, warmup_steps=2) | bad
         with pytest.raises(ValueError):
             make_lm_optimizer(model, **settings)
+
+
+def test_shakespeare_char_recipes_are_nanogpts_and_shared():
+    """The full recipe is nanoGPT's config/train_shakespeare_char.py (n_layer 6, n_head 6, n_embd
+    384, block_size 256, dropout 0.2, batch_size 64, learning_rate 1e-3, max_iters 5000,
+    warmup_iters 100), about 10.7M parameters with its 65-character vocabulary; the chapter
+    and the contiguous-split tool both read the recipes (no second copy to drift)."""
+    from pathlib import Path
+
+    from lmcourse.models.gpt import SHAKESPEARE_CHAR
+
+    full = SHAKESPEARE_CHAR["full"]
+    assert full["model"] == dict(d_model=384, layers=6, heads=6, n_ctx=256)
+    assert (full["dropout"], full["batch"], full["peak_lr"], full["steps"], full["warmup"]) == (
+        0.2, 64, 1e-3, 5000, 100)
+    assert 10.6e6 < GPTConfig("nanoGPT", vocab_size=65, **full["model"]).param_count() < 10.8e6
+    assert set(SHAKESPEARE_CHAR) == {"quick", "full"}
+    assert all(r.keys() == full.keys() for r in SHAKESPEARE_CHAR.values())
+    root = Path(__file__).resolve().parents[1]
+    for user in ("notebooks/07_gpt.ipynb", "tools/gpt_contiguous.py"):
+        text = (root / user).read_text()
+        assert "SHAKESPEARE_CHAR[" in text and "d_model=384" not in text, user
