@@ -101,7 +101,7 @@ def trace_step(steps: int) -> None:
                 per_kind[re.sub(r"\.\d+$", "", event.name)] += event.duration_ns
     total = sum(per_kind.values()) / steps / 1e6
     print(f"\n1. step of {config.param_count():,} parameters, batch 32 x 64 tokens: "
-          f"{wall_ms:.1f} ms wall per step (median of {steps} untraced steps), "
+          f"{wall_ms:.1f} ms wall per step (mean of {steps} untraced steps), "
           f"{2048 / wall_ms * 1e3:,.0f} tokens/s")
     print(f"   compiled operations, thread time per step summed over XLA's threads "
           f"({steps} traced steps): {total:.1f} ms")

@@ -249,7 +249,7 @@ def test_train_step_and_optimizer_lower_the_loss_and_refuse_bad_settings():
 def test_shakespeare_char_recipes_are_nanogpts_and_shared():
     """The full recipe is nanoGPT's config/train_shakespeare_char.py (n_layer 6, n_head 6, n_embd
     384, block_size 256, dropout 0.2, batch_size 64, learning_rate 1e-3, max_iters 5000,
-    warmup_iters 100), about 10.7M parameters with its 65-character vocabulary; the chapter
+    warmup_iters 100), about 10.77M parameters with its 65-character vocabulary; the chapter
     and the contiguous-split tool both read the recipes (no second copy to drift)."""
     from pathlib import Path
 

@@ -790,7 +790,7 @@ def movie_embeddings(titles: Any, genres: Any, years: Any = None, *, batch_size:
     """all-MiniLM-L6-v2 embeddings of :func:`movie_sentences`: float32 ``(n_movies, 384)``,
     unit rows (our Flax encoder, :func:`lmcourse.models.bert.encode`).
 
-    Encoding 9,066 movies takes about 50 s on 2 CPU cores (length-sorted batches, 9 padded
+    Encoding 9,066 movies takes about 50-65 s on 2 CPU cores (length-sorted batches, 9 padded
     widths to compile), so the result is cached in the data cache
     (``minilm-movies/emb-<key>.npz``, the key a hash of the model files, the sentences and the
     settings; :func:`lmcourse.embedding_cache.cached_embeddings`) and reused when the same

@@ -347,7 +347,8 @@ def encode(model: Bert, tokenizer, sentences: list[str], *, batch_size: int | No
         validate_inputs(model.config, **batch)
         return np.asarray(_embed(model, batch["input_ids"], batch["attention_mask"],
                                  batch["token_type_ids"]))
-    # real lengths: encode_batch pads every encoding to the longest sentence of the call
+    # real lengths: load_minilm's tokenizer pads every encoding of one encode_batch call to the
+    # call's longest sentence
     lengths = np.array([sum(e.attention_mask) for e in tokenizer.encode_batch(sentences)])
     order = np.argsort(lengths, kind="stable")
     out = np.zeros((len(sentences), model.config.hidden_size), np.float32)
