@@ -32,6 +32,10 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbconvert import HTMLExporter
 
+# The CPU's model name, shared with the benchmarks (benchmarks/_env.py imports only the stdlib).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from _env import cpu_model  # noqa: E402
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -59,17 +63,6 @@ def load_average() -> float | None:
         return None
 
 
-def cpu_model() -> str:
-    """The CPU's model name from ``/proc/cpuinfo`` ("" where it cannot be read): results differ
-    in their last digits between CPUs, and speeds by more."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-    return next((line.split(":", 1)[1].strip() for line in text.splitlines()
-                 if line.startswith("model name")), "")
-
-
 def save_results(path: Path, scale: str, seconds: float, results: dict, commit: str,
                  load: tuple[float | None, float | None] = (None, None)) -> Path:
     """Write ``results/<notebook>.<scale>.json`` (see the module docstring); return its path.
@@ -94,7 +87,7 @@ def save_results(path: Path, scale: str, seconds: float, results: dict, commit: 
         "command": f"python tools/run_course.py {path.stem} --scale {scale} --save-results",
         "seconds": round(seconds, 1),
         "device": device,
-        "machine": f"{platform.machine()} {cpu_model()}, {os.cpu_count()} CPU cores, "
+        "machine": f"{platform.machine()} {cpu_model('')}, {os.cpu_count()} CPU cores, "
                    f"{platform.system()}",
         "versions": versions,
         "git_commit": commit,
