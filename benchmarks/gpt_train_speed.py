@@ -20,6 +20,10 @@ same learning rate, :func:`learning_rate`, before each step).
 Variants (each in its own subprocess; frameworks alternate within a round, the order rotates):
 
 * ``jax-course``: ``GPT`` + ``lm_loss`` + optax through ``nnx.Optimizer``, one ``nnx.jit`` step.
+* ``jax-dp2``: the same model, loss and optimiser, with the batch split across two XLA CPU
+  devices (``jax_num_cpu_devices=2``, one per core; ``lmcourse.sharding.make_sharded_train_step``
+  with the ``"dp"`` layout of chapter 11): XLA runs many small elementwise programs on one
+  thread, and two devices keep both cores busy. Same numbers up to float32 summation order.
 * ``torch-eager``: the peer in eager mode, ``torch.set_num_threads(2)``.
 * ``torch-sdpa``: the same with ``F.scaled_dot_product_attention(is_causal=True)`` (PyTorch's
   fused attention kernel) instead of the explicit softmax: what a PyTorch user would write.
@@ -58,7 +62,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # _env.py, also when l
 import _env  # noqa: E402
 
 DEFAULT_VARIANTS = ["jax-course", "torch-eager"]
-ALL_VARIANTS = ["jax-course", "torch-eager", "torch-sdpa", "torch-compile"]
+ALL_VARIANTS = ["jax-course", "jax-dp2", "jax-dp4", "torch-eager", "torch-sdpa", "torch-compile"]
 BASELINE = "torch-eager"
 TORCH_THREADS = 2
 LAYER_NORM_EPS = 1e-5
@@ -296,9 +300,11 @@ def prepare(args: argparse.Namespace, seeds: list[int], out_dir: Path) -> dict:
 # Workers (one variant per process)
 # --------------------------------------------------------------------------------------------
 
-def _run_jax(args: argparse.Namespace, data) -> dict:
+def _run_jax(args: argparse.Namespace, data, devices: int = 1) -> dict:
     t_start = time.perf_counter()
     import jax
+    if devices > 1:       # before anything computes (lmcourse.sharding.use_cpu_devices)
+        jax.config.update("jax_num_cpu_devices", devices)
     import optax
     from flax import nnx
 
@@ -319,13 +325,26 @@ def _run_jax(args: argparse.Namespace, data) -> dict:
                                  weight_decay=args.weight_decay, mask=decay_mask))
     optimizer = make_optimizer(model, tx)
 
-    @nnx.jit
-    def step(model, optimizer, x, y):
-        loss, grads = nnx.value_and_grad(lm_loss)(model, x, y)
-        apply_gradients(optimizer, model, grads)
-        return loss
-
     batches = data["batches"]
+    if devices == 1:
+        @nnx.jit
+        def step(model, optimizer, x, y):
+            loss, grads = nnx.value_and_grad(lm_loss)(model, x, y)
+            apply_gradients(optimizer, model, grads)
+            return loss
+    else:   # the same step, the batch split across the CPU devices (chapter 11's data parallel)
+        from lmcourse import sharding
+        mesh = sharding.make_mesh((devices,), sharding.mesh_axes("dp"))
+        graphdef, state = nnx.split((model, optimizer))
+        shardings = sharding.state_shardings(state, "dp", mesh)
+        batch_sharding = jax.sharding.NamedSharding(mesh, sharding.batch_spec("dp"))
+        sharded_step = sharding.make_sharded_train_step(graphdef, shardings, batch_sharding,
+                                                        lm_loss)
+        box = {"state": sharding.place(state, shardings)}
+
+        def step(model, optimizer, x, y):   # model, optimizer: unused (the state is in box)
+            box["state"], loss = sharded_step(box["state"], x, y)
+            return loss
     losses = []
     t_build = time.perf_counter()
     for i in range(args.warmup):
@@ -333,13 +352,15 @@ def _run_jax(args: argparse.Namespace, data) -> dict:
         losses[-1].block_until_ready()
         if i == 0:
             first_step_s = time.perf_counter() - t_build
-    jax.block_until_ready(nnx.state(model))
-    t0 = time.perf_counter()
+    state = (lambda: box["state"]) if devices > 1 else (lambda: nnx.state(model))
+    jax.block_until_ready(state())
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for i in range(args.warmup, total):
         losses.append(step(model, optimizer, batches[i, :, :-1], batches[i, :, 1:]))
-    jax.block_until_ready((losses[-1], nnx.state(model)))
-    train_s = time.perf_counter() - t0
+    jax.block_until_ready((losses[-1], state()))
+    train_s, cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
     return {"params": count_params(model), "first_step_s": first_step_s, "train_s": train_s,
+            "cores_busy": cpu_s / train_s, "devices": devices,
             "losses": np.asarray(jax.device_get(losses), np.float64).tolist(),
             "startup_s": t_build - t_start, "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
@@ -382,11 +403,11 @@ def _run_torch(variant: str, args: argparse.Namespace, data) -> dict:
         losses.append(step(i))
         if i == 0:
             first_step_s = time.perf_counter() - t_build
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for i in range(args.warmup, total):
         losses.append(step(i))
-    train_s = time.perf_counter() - t0
-    return {"params": sum(p.numel() for p in model.parameters()),
+    train_s, cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
+    return {"params": sum(p.numel() for p in model.parameters()), "cores_busy": cpu_s / train_s,
             "threads": torch.get_num_threads(), "first_step_s": first_step_s,
             "train_s": train_s, "losses": torch.stack(losses).double().tolist(),
             "startup_s": t_build - t_start}
@@ -397,8 +418,12 @@ def worker(variant: str, args: argparse.Namespace) -> None:
     try:
         with np.load(args.data) as f:
             data = {k: f[k] for k in f.files}
-        result = (_run_jax(args, data) if variant == "jax-course"
-                  else _run_torch(variant, args, data))
+        if variant == "jax-course":
+            result = _run_jax(args, data)
+        elif variant.startswith("jax-dp"):
+            result = _run_jax(args, data, devices=int(variant.removeprefix("jax-dp")))
+        else:
+            result = _run_torch(variant, args, data)
         result["train_tok_s"] = args.steps * args.batch * args.context / result["train_s"]
         result["final_loss"] = statistics.fmean(result["losses"][-FINAL:])
         result[f"last{LAST}_loss"] = statistics.fmean(result["losses"][-LAST:])
@@ -437,7 +462,7 @@ def summarize(variants: list[str], runs: dict[str, list[dict]]) -> dict[str, dic
          (f"last{LAST}_loss_by_round", lastk),
          ("seed_spread", lambda ok: max(lastk(ok)) - min(lastk(ok)) if len(ok) > 1 else None),
          ("first_loss_by_round", lambda ok: [r["losses"][0] for r in ok]),
-         ("peak_rss_mb", "max"), ("params", "first")],
+         ("peak_rss_mb", "max"), ("params", "first"), ("cores_busy", "median")],
         baseline=BASELINE, ratios=[("train_tok_s", "train_vs_torch_eager")])
     base = summary.get(BASELINE, {})
     for v, s in summary.items():
@@ -459,7 +484,8 @@ def summarize(variants: list[str], runs: dict[str, list[dict]]) -> dict[str, dic
 
 def print_table(variants: list[str], summary: dict[str, dict]) -> None:
     head = (f"{'variant':<14} {'train tok/s':>11} {'(min-max)':>15} {'x eager':>7} "
-            f"{'1st step s':>10} {'loss':>6} {'last-' + str(LAST) + ' by seed':>24} {'peak RSS':>9}")
+            f"{'1st step s':>10} {'loss':>6} {'last-' + str(LAST) + ' by seed':>24} {'peak RSS':>9} "
+            f"{'cores busy':>10}")
     print(head)
     print("-" * len(head))
     for v in variants:
@@ -472,7 +498,8 @@ def print_table(variants: list[str], summary: dict[str, dict]) -> None:
         by_seed = " ".join(f"{x:.4f}" for x in s[f"last{LAST}_loss_by_round"])
         print(f"{v:<14} {s['train_tok_s']:>11,.0f} {spread:>15} "
               f"{'-' if ratio is None else format(ratio, '.2f'):>7} {s['first_step_s']:>10.2f} "
-              f"{s['final_loss']:>6.3f} {by_seed:>24} {s['peak_rss_mb']:>6,.0f} MB")
+              f"{s['final_loss']:>6.3f} {by_seed:>24} {s['peak_rss_mb']:>6,.0f} MB "
+              f"{s['cores_busy']:>10.2f}")
         if "error" in s:
             print(f"{'':<14} ({s['rounds_failed']} round(s) failed: {s['error']})")
     for v in variants:
@@ -548,7 +575,8 @@ def main(argv: list[str] | None = None) -> int:
         r = _spawn(v, args, seed, Path(tmp) / f"seed{seed}.npz", Path(tmp) / f"{v}-{rnd}.json")
         r["round"], r["seed"] = rnd, seed
         msg = r["error"] if "error" in r else (
-            f"train {r['train_tok_s']:,.0f} tok/s, first step {r['first_step_s']:.1f} s, "
+            f"train {r['train_tok_s']:,.0f} tok/s ({r['cores_busy']:.2f} cores busy), "
+            f"first step {r['first_step_s']:.1f} s, "
             f"loss {r['losses'][0]:.4f} -> {r['final_loss']:.4f}, "
             f"RSS {r['peak_rss_mb']:,.0f} MB")
         print(f"  round {rnd + 1}/{args.rounds} (seed {seed}) {v:<14} {msg} "
