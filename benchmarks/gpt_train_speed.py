@@ -20,10 +20,12 @@ same learning rate, :func:`learning_rate`, before each step).
 Variants (each in its own subprocess; frameworks alternate within a round, the order rotates):
 
 * ``jax-course``: ``GPT`` + ``lm_loss`` + optax through ``nnx.Optimizer``, one ``nnx.jit`` step.
-* ``jax-dp2``: the same model, loss and optimiser, with the batch split across two XLA CPU
-  devices (``jax_num_cpu_devices=2``, one per core; ``lmcourse.sharding.make_sharded_train_step``
-  with the ``"dp"`` layout of chapter 11): XLA runs many small elementwise programs on one
-  thread, and two devices keep both cores busy. Same numbers up to float32 summation order.
+* ``jax-dp2`` (``jax-dp4``): the same model, loss and optimiser, with the batch split across two
+  (four) XLA CPU devices (``jax_num_cpu_devices``; ``lmcourse.sharding.make_sharded_train_step``
+  with the ``"dp"`` layout of chapter 11: parameters replicated, gradients all-reduced, a plain
+  ``jax.jit`` of the state pytree). Same numbers up to float32 summation order.
+* ``jax-dp1``: the control for ``jax-dp2``: the same sharded ``jax.jit`` step on a one-device
+  mesh, so that the split itself is measured apart from ``nnx.jit`` versus ``jax.jit``.
 * ``torch-eager``: the peer in eager mode, ``torch.set_num_threads(2)``.
 * ``torch-sdpa``: the same with ``F.scaled_dot_product_attention(is_causal=True)`` (PyTorch's
   fused attention kernel) instead of the explicit softmax: what a PyTorch user would write.
@@ -62,7 +64,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # _env.py, also when l
 import _env  # noqa: E402
 
 DEFAULT_VARIANTS = ["jax-course", "torch-eager"]
-ALL_VARIANTS = ["jax-course", "jax-dp2", "jax-dp4", "torch-eager", "torch-sdpa", "torch-compile"]
+ALL_VARIANTS = ["jax-course", "jax-dp1", "jax-dp2", "jax-dp4", "torch-eager", "torch-sdpa", "torch-compile"]
 BASELINE = "torch-eager"
 TORCH_THREADS = 2
 LAYER_NORM_EPS = 1e-5
@@ -300,10 +302,11 @@ def prepare(args: argparse.Namespace, seeds: list[int], out_dir: Path) -> dict:
 # Workers (one variant per process)
 # --------------------------------------------------------------------------------------------
 
-def _run_jax(args: argparse.Namespace, data, devices: int = 1) -> dict:
+def _run_jax(args: argparse.Namespace, data, devices: int | None = None) -> dict:
+    """``devices=None``: the course's ``nnx.jit`` step; ``n``: the sharded step on ``n`` CPU devices."""
     t_start = time.perf_counter()
     import jax
-    if devices > 1:       # before anything computes (lmcourse.sharding.use_cpu_devices)
+    if devices is not None and devices > 1:   # before anything computes (use_cpu_devices)
         jax.config.update("jax_num_cpu_devices", devices)
     import optax
     from flax import nnx
@@ -326,7 +329,7 @@ def _run_jax(args: argparse.Namespace, data, devices: int = 1) -> dict:
     optimizer = make_optimizer(model, tx)
 
     batches = data["batches"]
-    if devices == 1:
+    if devices is None:
         @nnx.jit
         def step(model, optimizer, x, y):
             loss, grads = nnx.value_and_grad(lm_loss)(model, x, y)
@@ -352,7 +355,7 @@ def _run_jax(args: argparse.Namespace, data, devices: int = 1) -> dict:
         losses[-1].block_until_ready()
         if i == 0:
             first_step_s = time.perf_counter() - t_build
-    state = (lambda: box["state"]) if devices > 1 else (lambda: nnx.state(model))
+    state = (lambda: nnx.state(model)) if devices is None else (lambda: box["state"])
     jax.block_until_ready(state())
     t0, cpu0 = time.perf_counter(), time.process_time()
     for i in range(args.warmup, total):

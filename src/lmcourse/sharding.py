@@ -65,7 +65,8 @@ def use_cpu_devices(n: int) -> int:
 
     Sets the ``jax_num_cpu_devices`` option (JAX ≥ 0.4.31; the older way is the XLA flag
     ``--xla_force_host_platform_device_count=n`` in ``XLA_FLAGS``). The devices share the
-    machine's cores: they show how a program is partitioned, not a speed-up.
+    machine's cores: they show how a program is partitioned and add no compute (on 2 cores a
+    step split over 2 devices measured 1.06–1.21× faster per round, ``benchmarks/README.md``).
 
     Args:
         n: number of CPU devices wanted, ≥ 1.
