@@ -306,8 +306,9 @@ def _run_jax(args: argparse.Namespace, data, devices: int | None = None) -> dict
     """``devices=None``: the course's ``nnx.jit`` step; ``n``: the sharded step on ``n`` CPU devices."""
     t_start = time.perf_counter()
     import jax
-    if devices is not None and devices > 1:   # before anything computes (use_cpu_devices)
-        jax.config.update("jax_num_cpu_devices", devices)
+    if devices is not None:   # before anything computes: chapter 11's simulated CPU devices
+        from lmcourse.sharding import use_cpu_devices
+        use_cpu_devices(devices)
     import optax
     from flax import nnx
 
