@@ -19,6 +19,9 @@ Variants (``--variants``; the default set below, ``all`` adds the JAX ablations)
   (its default initialisation), 2 threads; a failing ``torch.compile`` is caught and reported.
 * ``keras-step`` (a ``tf.function`` train step) and ``keras-fit`` (``model.fit``): Keras 3 on
   TensorFlow; reported as failed when TensorFlow is not installed.
+* ``jax-dp2``: the course network, loss and Adam with the batch split across two XLA CPU devices
+  (``lmcourse.sharding.use_cpu_devices`` and ``make_sharded_train_step``, the ``"dp"`` layout of
+  chapter 11); ``jax-dp1`` is its control, the same ``jax.jit`` step on a one-device mesh.
 * ablations: ``jax-pool-only``, ``jax-conv1-only``, ``jax-no-flag``, ``jax-flag-only``,
   ``jax-reshape-pool`` (see ``JAX_VARIANTS``).
 
@@ -43,6 +46,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -54,7 +58,7 @@ import _env  # noqa: E402
 
 DEFAULT_VARIANTS = ["jax-course", "torch-eager", "jax-before", "keras-step", "jax-default",
                     "torch-channels-last", "keras-fit", "torch-compile"]
-EXTRA_VARIANTS = ["jax-pool-only", "jax-conv1-only", "jax-no-flag", "jax-flag-only",
+EXTRA_VARIANTS = ["jax-dp1", "jax-dp2", "jax-pool-only", "jax-conv1-only", "jax-no-flag", "jax-flag-only",
                   "jax-reshape-pool"]
 BASELINE = "torch-eager"
 COURSE_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
@@ -78,7 +82,11 @@ JAX_VARIANTS = {
     "jax-no-flag": (False, "vjp", "shifted"),
     "jax-flag-only": (True, "flax", "lax"),
     "jax-reshape-pool": (False, "reshape", "lax"),
+    "jax-dp1": (True, "vjp", "shifted"),
+    "jax-dp2": (True, "vjp", "shifted"),
 }
+# variant -> number of simulated CPU devices the batch is split over (the sharded step)
+DP_DEVICES = {"jax-dp1": 1, "jax-dp2": 2}
 KERAS_VARIANTS = ("keras-step", "keras-fit")
 
 
@@ -160,6 +168,10 @@ def _run_jax(variant: str, args: argparse.Namespace) -> dict:
 
     xla_flags = os.environ.get("XLA_FLAGS", "")
     import jax
+    devices = DP_DEVICES.get(variant)
+    if devices is not None:   # before anything computes: chapter 11's simulated CPU devices
+        from lmcourse.sharding import use_cpu_devices
+        use_cpu_devices(devices)
     import numpy as np
     import optax
     from flax import nnx
@@ -167,7 +179,7 @@ def _run_jax(variant: str, args: argparse.Namespace) -> dict:
     from lmcourse.compat import make_optimizer
     from lmcourse.models import count_params
     from lmcourse.models.cnn import CNN, max_pool_2x2
-    from lmcourse.training import to_float_images, train_step
+    from lmcourse.training import cross_entropy_loss, to_float_images, train_step
 
     _, pool_kind, conv1_kind = JAX_VARIANTS[variant]
 
@@ -203,21 +215,40 @@ def _run_jax(variant: str, args: argparse.Namespace) -> dict:
     model = VariantCNN(nnx.Rngs(args.seed))
     optimizer = make_optimizer(model, optax.adam(1e-3))
     build_s = time.perf_counter() - t_build
+    step, state = train_step, (lambda: nnx.state(model))
+    if devices is not None:   # the same step, the batch split across the CPU devices
+        from lmcourse import sharding
+        mesh = sharding.make_mesh((devices,), sharding.mesh_axes("dp"))
+        graphdef, start = nnx.split((model, optimizer))
+        shardings = sharding.state_shardings(start, "dp", mesh)
+        batch_sharding = jax.sharding.NamedSharding(mesh, sharding.batch_spec("dp"))
+        sharded_step = sharding.make_sharded_train_step(
+            graphdef, shardings, batch_sharding, lambda m, x, y: cross_entropy_loss(m, x, y)[0])
+        box = {"state": sharding.place(start, shardings)}
+
+        def step(model, optimizer, x, y):   # model, optimizer: unused (the state is in box)
+            box["state"], loss = sharded_step(box["state"], x, y)
+            return loss
+
+        def state():
+            return box["state"]
 
     losses = []
     t0 = time.perf_counter()
     for i in idx[:args.warmup]:
-        losses.append(train_step(model, optimizer, x_train[i], y_train[i]))
+        losses.append(step(model, optimizer, x_train[i], y_train[i]))
         losses[-1].block_until_ready()
         if len(losses) == 1:
             first_step_s = time.perf_counter() - t0
-    jax.block_until_ready(nnx.state(model))
+    jax.block_until_ready(state())
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for i in idx[args.warmup:]:
-        losses.append(train_step(model, optimizer, x_train[i], y_train[i]))
-    jax.block_until_ready((losses[-1], nnx.state(model)))
-    train_s = time.perf_counter() - t0
+        losses.append(step(model, optimizer, x_train[i], y_train[i]))
+    jax.block_until_ready((losses[-1], state()))
+    train_s, cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
+    if devices is not None:   # the trained state back into the model, for inference
+        nnx.update((model, optimizer), jax.device_get(box["state"]))
     loss_values = np.asarray(jax.device_get(losses), dtype=np.float64)
 
     @nnx.jit
@@ -237,6 +268,7 @@ def _run_jax(variant: str, args: argparse.Namespace) -> dict:
         "params": count_params(model), "xla_flags": xla_flags, "build_s": build_s,
         "first_step_s": first_step_s, "train_s": train_s, "infer_s": infer_s,
         "losses": loss_values.tolist(), "startup_s": t_build - t_start,
+        "cores_busy": cpu_s / train_s, "devices": devices,
     }
 
 
@@ -276,10 +308,10 @@ def _run_torch(variant: str, args: argparse.Namespace) -> dict:
         losses.append(step(torch.from_numpy(i)))
         if len(losses) == 1:
             first_step_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for i in idx[args.warmup:]:
         losses.append(step(torch.from_numpy(i)))
-    train_s = time.perf_counter() - t0
+    train_s, cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
     loss_values = torch.stack(losses).double().numpy()
 
     model.eval()
@@ -295,8 +327,8 @@ def _run_torch(variant: str, args: argparse.Namespace) -> dict:
         "params": sum(p.numel() for p in model.parameters()), "threads": torch.get_num_threads(),
         "build_s": build_s, "first_step_s": first_step_s, "train_s": train_s,
         "infer_s": infer_s, "losses": loss_values.tolist(), "startup_s": t_build - t_start,
+        "cores_busy": cpu_s / train_s,
     }
-
 
 
 def _run_keras(variant: str, args: argparse.Namespace) -> dict:
@@ -422,20 +454,27 @@ def _fmt(value, spec=",.0f", missing="-"):
     return missing if value is None else format(value, spec)
 
 
+def _median_present(rounds: list[dict], key: str = "cores_busy") -> float | None:
+    """Median of ``key`` over the rounds that report it (Keras does not), else ``None``."""
+    values = [r[key] for r in rounds if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
 def summarize(variants: list[str], runs: dict[str, list[dict]]) -> dict[str, dict]:
     """Medians over the successful rounds of each variant, and ratios to ``BASELINE``."""
     return _env.summarize_rounds(
         variants, runs,
         [("train_img_s", "spread"), ("infer_img_s", "median"), ("first_step_s", "median"),
          ("peak_rss_mb", "max"), ("children_peak_rss_mb", "max"), ("final_loss", "median"),
-         ("params", "first")],
+         ("params", "first"), ("cores_busy", _median_present)],
         baseline=BASELINE,
         ratios=[("train_img_s", "train_vs_torch_eager"), ("infer_img_s", "infer_vs_torch_eager")])
 
 
 def print_table(variants: list[str], summary: dict[str, dict]) -> None:
     head = (f"{'variant':<20} {'train img/s':>11} {'(min-max)':>15} {'x eager':>7} "
-            f"{'infer img/s':>11} {'x eager':>7} {'1st step s':>10} {'loss':>6} {'peak RSS':>9}")
+            f"{'infer img/s':>11} {'x eager':>7} {'1st step s':>10} {'loss':>6} {'peak RSS':>9} "
+            f"{'cores busy':>10}")
     print(head)
     print("-" * len(head))
     for v in variants:
@@ -447,7 +486,8 @@ def print_table(variants: list[str], summary: dict[str, dict]) -> None:
         print(f"{v:<20} {s['train_img_s']:>11,.0f} {spread:>15} "
               f"{_fmt(s.get('train_vs_torch_eager'), '.2f'):>7} {s['infer_img_s']:>11,.0f} "
               f"{_fmt(s.get('infer_vs_torch_eager'), '.2f'):>7} {s['first_step_s']:>10.2f} "
-              f"{s['final_loss']:>6.3f} {s['peak_rss_mb']:>6,.0f} MB")
+              f"{s['final_loss']:>6.3f} {s['peak_rss_mb']:>6,.0f} MB "
+              f"{_fmt(s.get('cores_busy'), '.2f'):>10}")
         if "error" in s:
             print(f"{'':<20} ({s['rounds_failed']} round(s) failed: {s['error']})")
     for v in variants:

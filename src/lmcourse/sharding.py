@@ -67,6 +67,9 @@ def use_cpu_devices(n: int) -> int:
     ``--xla_force_host_platform_device_count=n`` in ``XLA_FLAGS``). The devices share the
     machine's cores: they show how a program is partitioned and add no compute (on 2 cores a
     step split over 2 devices measured 1.06–1.21× faster per round, ``benchmarks/README.md``).
+    On 2 cores the chapter-03 CNN's data-parallel step on 2 such devices aborted in 4 of 6 runs:
+    XLA:CPU's in-process all-reduce waited 40 s for the other device and ended the process
+    (``benchmarks/README.md``, "The chapter-03 CNN on two CPU devices").
 
     Args:
         n: number of CPU devices wanted, ≥ 1.
