@@ -55,6 +55,7 @@ from pathlib import Path
 if str(Path(__file__).resolve().parent) not in sys.path:  # _env.py, also when loaded by path
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _env  # noqa: E402
+from _dp import make_dp_step  # noqa: E402
 
 DEFAULT_VARIANTS = ["jax-course", "torch-eager", "jax-before", "keras-step", "jax-default",
                     "torch-channels-last", "keras-fit", "torch-compile"]
@@ -217,21 +218,8 @@ def _run_jax(variant: str, args: argparse.Namespace) -> dict:
     build_s = time.perf_counter() - t_build
     step, state = train_step, (lambda: nnx.state(model))
     if devices is not None:   # the same step, the batch split across the CPU devices
-        from lmcourse import sharding
-        mesh = sharding.make_mesh((devices,), sharding.mesh_axes("dp"))
-        graphdef, start = nnx.split((model, optimizer))
-        shardings = sharding.state_shardings(start, "dp", mesh)
-        batch_sharding = jax.sharding.NamedSharding(mesh, sharding.batch_spec("dp"))
-        sharded_step = sharding.make_sharded_train_step(
-            graphdef, shardings, batch_sharding, lambda m, x, y: cross_entropy_loss(m, x, y)[0])
-        box = {"state": sharding.place(start, shardings)}
-
-        def step(model, optimizer, x, y):   # model, optimizer: unused (the state is in box)
-            box["state"], loss = sharded_step(box["state"], x, y)
-            return loss
-
-        def state():
-            return box["state"]
+        step, state = make_dp_step(model, optimizer,
+                                   lambda m, x, y: cross_entropy_loss(m, x, y)[0], devices)
 
     losses = []
     t0 = time.perf_counter()
@@ -248,7 +236,7 @@ def _run_jax(variant: str, args: argparse.Namespace) -> dict:
     jax.block_until_ready((losses[-1], state()))
     train_s, cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
     if devices is not None:   # the trained state back into the model, for inference
-        nnx.update((model, optimizer), jax.device_get(box["state"]))
+        nnx.update((model, optimizer), jax.device_get(state()))
     loss_values = np.asarray(jax.device_get(losses), dtype=np.float64)
 
     @nnx.jit

@@ -62,6 +62,7 @@ import numpy as np
 if str(Path(__file__).resolve().parent) not in sys.path:  # _env.py, also when loaded by path
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _env  # noqa: E402
+from _dp import make_dp_step  # noqa: E402
 
 DEFAULT_VARIANTS = ["jax-course", "torch-eager"]
 ALL_VARIANTS = ["jax-course", "jax-dp1", "jax-dp2", "jax-dp4", "torch-eager", "torch-sdpa", "torch-compile"]
@@ -337,18 +338,7 @@ def _run_jax(args: argparse.Namespace, data, devices: int | None = None) -> dict
             apply_gradients(optimizer, model, grads)
             return loss
     else:   # the same step, the batch split across the CPU devices (chapter 11's data parallel)
-        from lmcourse import sharding
-        mesh = sharding.make_mesh((devices,), sharding.mesh_axes("dp"))
-        graphdef, state = nnx.split((model, optimizer))
-        shardings = sharding.state_shardings(state, "dp", mesh)
-        batch_sharding = jax.sharding.NamedSharding(mesh, sharding.batch_spec("dp"))
-        sharded_step = sharding.make_sharded_train_step(graphdef, shardings, batch_sharding,
-                                                        lm_loss)
-        box = {"state": sharding.place(state, shardings)}
-
-        def step(model, optimizer, x, y):   # model, optimizer: unused (the state is in box)
-            box["state"], loss = sharded_step(box["state"], x, y)
-            return loss
+        step, dp_state = make_dp_step(model, optimizer, lm_loss, devices)
     losses = []
     t_build = time.perf_counter()
     for i in range(args.warmup):
@@ -356,7 +346,7 @@ def _run_jax(args: argparse.Namespace, data, devices: int | None = None) -> dict
         losses[-1].block_until_ready()
         if i == 0:
             first_step_s = time.perf_counter() - t_build
-    state = (lambda: nnx.state(model)) if devices is None else (lambda: box["state"])
+    state = (lambda: nnx.state(model)) if devices is None else dp_state
     jax.block_until_ready(state())
     t0, cpu0 = time.perf_counter(), time.process_time()
     for i in range(args.warmup, total):
