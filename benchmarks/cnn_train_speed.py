@@ -22,6 +22,8 @@ Variants (``--variants``; the default set below, ``all`` adds the JAX ablations)
 * ``jax-dp2``: the course network, loss and Adam with the batch split across two XLA CPU devices
   (``lmcourse.sharding.use_cpu_devices`` and ``make_sharded_train_step``, the ``"dp"`` layout of
   chapter 11); ``jax-dp1`` is its control, the same ``jax.jit`` step on a one-device mesh.
+  ``jax-dp2`` aborted in 4 of 6 runs on 2 cores (an XLA all-reduce that never completes;
+  ``benchmarks/README.md``): an aborted round is reported as failed and the others still count.
 * ablations: ``jax-pool-only``, ``jax-conv1-only``, ``jax-no-flag``, ``jax-flag-only``,
   ``jax-reshape-pool`` (see ``JAX_VARIANTS``).
 
@@ -30,7 +32,8 @@ inference at batch 1000 on test images (``--infer-batches`` batches after one un
 Reported per variant: median training images/s and inference images/s, their ratio to
 ``torch-eager``, the spread between rounds, the first-step time (compilation), the mean loss of
 the last 20 steps (a sanity check: the JAX variants start from the same weights and see the same
-batches, so their losses agree closely), and the peak RSS of the process (``resource.getrusage``).
+batches, so their losses agree closely), the peak RSS of the process (``resource.getrusage``) and
+"cores busy" (process CPU time over the wall time of the timed steps; not for Keras).
 
 Usage::
 
