@@ -20,6 +20,10 @@ same learning rate, :func:`learning_rate`, before each step).
 Variants (each in its own subprocess; frameworks alternate within a round, the order rotates):
 
 * ``jax-course``: ``GPT`` + ``lm_loss`` + optax through ``nnx.Optimizer``, one ``nnx.jit`` step.
+* ``jax-nnx-linear``: the control for the course's linear layers: the same step with every
+  ``nnx.Linear`` of the GPT computing its product with plain ``jax.lax.dot_general`` on
+  ``(B, T, d)`` arrays instead of ``lmcourse.models.common.flat_dot_general`` on the ``B*T``
+  tokens as one matrix (the course's GPT before that change). Same values.
 * ``jax-dp2`` (``jax-dp4``): the same model, loss and optimiser, with the batch split across two
   (four) XLA CPU devices (``jax_num_cpu_devices``; ``lmcourse.sharding.make_sharded_train_step``
   with the ``"dp"`` layout of chapter 11: parameters replicated, gradients all-reduced, a plain
@@ -65,7 +69,7 @@ import _env  # noqa: E402
 from _dp import make_dp_step  # noqa: E402
 
 DEFAULT_VARIANTS = ["jax-course", "torch-eager"]
-ALL_VARIANTS = ["jax-course", "jax-dp1", "jax-dp2", "jax-dp4", "torch-eager", "torch-sdpa", "torch-compile"]
+ALL_VARIANTS = ["jax-course", "jax-nnx-linear", "jax-dp1", "jax-dp2", "jax-dp4", "torch-eager", "torch-sdpa", "torch-compile"]
 BASELINE = "torch-eager"
 TORCH_THREADS = 2
 LAYER_NORM_EPS = 1e-5
@@ -303,8 +307,12 @@ def prepare(args: argparse.Namespace, seeds: list[int], out_dir: Path) -> dict:
 # Workers (one variant per process)
 # --------------------------------------------------------------------------------------------
 
-def _run_jax(args: argparse.Namespace, data, devices: int | None = None) -> dict:
-    """``devices=None``: the course's ``nnx.jit`` step; ``n``: the sharded step on ``n`` CPU devices."""
+def _run_jax(args: argparse.Namespace, data, devices: int | None = None,
+             plain_linear: bool = False) -> dict:
+    """``devices=None``: the course's ``nnx.jit`` step; ``n``: the sharded step on ``n`` CPU devices.
+
+    ``plain_linear``: every ``nnx.Linear`` of the GPT uses ``jax.lax.dot_general`` (the control).
+    """
     t_start = time.perf_counter()
     import jax
     if devices is not None:   # before anything computes: chapter 11's simulated CPU devices
@@ -320,6 +328,10 @@ def _run_jax(args: argparse.Namespace, data, devices: int | None = None) -> dict
 
     total = args.warmup + args.steps
     model = GPT(_config(args, int(data["vocab_size"])), rngs=nnx.Rngs(args.seed))
+    if plain_linear:
+        for _, module in nnx.iter_modules(model):
+            if isinstance(module, nnx.Linear):
+                module.dot_general = jax.lax.dot_general
     start = jax_weights(model)
     if any(not np.array_equal(start[k], data[k]) for k in start):
         raise RuntimeError("the JAX model's initial weights differ from the prepared ones")
@@ -412,8 +424,8 @@ def worker(variant: str, args: argparse.Namespace) -> None:
     try:
         with np.load(args.data) as f:
             data = {k: f[k] for k in f.files}
-        if variant == "jax-course":
-            result = _run_jax(args, data)
+        if variant in ("jax-course", "jax-nnx-linear"):
+            result = _run_jax(args, data, plain_linear=variant == "jax-nnx-linear")
         elif variant.startswith("jax-dp"):
             result = _run_jax(args, data, devices=int(variant.removeprefix("jax-dp")))
         else:

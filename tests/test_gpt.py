@@ -266,3 +266,62 @@ def test_shakespeare_char_recipes_are_nanogpts_and_shared():
     for user in ("notebooks/07_gpt.ipynb", "tools/gpt_contiguous.py"):
         text = (root / user).read_text()
         assert "SHAKESPEARE_CHAR[" in text and "d_model=384" not in text, user
+
+
+# --- flat_dot_general: the GPT's linear layers on the tokens as one matrix ---------------------
+
+def _linear_pair(d_in: int, d_out: int):
+    """Two ``nnx.Linear`` with the same weights: the plain product and ``flat_dot_general``."""
+    from lmcourse.models.common import flat_dot_general
+
+    plain = nnx.Linear(d_in, d_out, rngs=nnx.Rngs(3))
+    flat = nnx.Linear(d_in, d_out, dot_general=flat_dot_general, rngs=nnx.Rngs(3))
+    return plain, flat
+
+
+def test_flat_dot_general_same_values_and_gradients():
+    import jax
+
+    plain, flat = _linear_pair(16, 24)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 5, 16)), jnp.float32)
+    np.testing.assert_allclose(flat(x), plain(x), rtol=1e-6, atol=1e-6)
+    assert flat(x).shape == (3, 5, 24)
+
+    def loss(layer, x):
+        return jnp.sum(jnp.sin(layer(x)))
+
+    g_plain = nnx.grad(loss, argnums=(0, 1))(plain, x)
+    g_flat = nnx.grad(loss, argnums=(0, 1))(flat, x)
+    for a, b in zip(jax.tree.leaves(g_flat), jax.tree.leaves(g_plain), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # the weight gradient is X^T G with X, G the tokens as (15, d) matrices
+    g_out = jnp.cos(plain(x)).reshape(15, 24)
+    np.testing.assert_allclose(g_flat[0]["kernel"][...], x.reshape(15, 16).T @ g_out,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_flat_dot_general_passes_other_products_unchanged():
+    from jax import lax
+
+    from lmcourse.models.common import flat_dot_general
+
+    rng = np.random.default_rng(1)
+    a = jnp.asarray(rng.normal(size=(4, 6)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(6, 2)), jnp.float32)
+    dims = (((1,), (0,)), ((), ()))
+    np.testing.assert_array_equal(flat_dot_general(a, w, dims), lax.dot_general(a, w, dims))
+    batched = jnp.asarray(rng.normal(size=(3, 4, 6)), jnp.float32)
+    bw = jnp.asarray(rng.normal(size=(3, 6, 2)), jnp.float32)
+    bdims = (((2,), (1,)), ((0,), (0,)))     # a batched product: not the Linear pattern
+    np.testing.assert_array_equal(flat_dot_general(batched, bw, bdims),
+                                  lax.dot_general(batched, bw, bdims))
+    with pytest.raises(TypeError):           # shapes that do not contract: lax's own error
+        flat_dot_general(batched, jnp.ones((5, 2)), (((2,), (0,)), ((), ())))
+
+
+def test_gpt_layers_use_flat_dot_general(model):
+    from lmcourse.models.common import flat_dot_general
+
+    linears = [m for _, m in nnx.iter_modules(model) if isinstance(m, nnx.Linear)]
+    assert len(linears) == 4 * CFG.layers
+    assert all(m.dot_general is flat_dot_general for m in linears)
