@@ -30,7 +30,7 @@ Variants (each in its own subprocess; frameworks alternate within a round, the o
   ``jax.jit`` of the state pytree). Same numbers up to float32 summation order.
 * ``jax-dp1``: the control for ``jax-dp2``: the same sharded ``jax.jit`` step on a one-device
   mesh, so that the split itself is measured apart from ``nnx.jit`` versus ``jax.jit``.
-* ``torch-eager``: the peer in eager mode, ``torch.set_num_threads(2)``.
+* ``torch-eager``: the peer in eager mode, ``torch.set_num_threads(2)`` (``--torch-threads``).
 * ``torch-sdpa``: the same with ``F.scaled_dot_product_attention(is_causal=True)`` (PyTorch's
   fused attention kernel) instead of the explicit softmax: what a PyTorch user would write.
 * ``torch-compile``: ``torch.compile(model, dynamic=False)`` of the explicit peer (not in the
@@ -376,7 +376,7 @@ def _run_torch(variant: str, args: argparse.Namespace, data) -> dict:
     import torch
     from torch.nn import functional as F  # noqa: N812
 
-    torch.set_num_threads(TORCH_THREADS)
+    torch.set_num_threads(args.torch_threads)
     torch.manual_seed(args.seed)
     total = args.warmup + args.steps
     model = build_torch_gpt(int(data["vocab_size"]), args.d_model, args.layers, args.heads,
@@ -448,7 +448,7 @@ def _common_args(args: argparse.Namespace) -> list[str]:
             "--context", str(args.context), "--layers", str(args.layers), "--heads",
             str(args.heads), "--d-model", str(args.d_model), "--lr", str(args.lr),
             "--lr-warmup", str(args.lr_warmup), "--weight-decay", str(args.weight_decay),
-            "--torch-init", args.torch_init]
+            "--torch-init", args.torch_init, "--torch-threads", str(args.torch_threads)]
 
 
 def _spawn(variant: str, args: argparse.Namespace, seed: int, data: Path, result: Path) -> dict:
@@ -547,6 +547,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated, or 'all' (default: %(default)s; known: "
                              + ",".join(ALL_VARIANTS) + ")")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--torch-threads", type=int, default=TORCH_THREADS,
+                        help="PyTorch's threads (2; use 1 under `taskset -c 0`, one core)")
     parser.add_argument("--timeout", type=float, default=900,
                         help="seconds before a variant's process is killed (default 900)")
     parser.add_argument("--json", metavar="PATH", help="also write all results to this JSON file")
@@ -616,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         settings = {k: v for k, v in vars(args).items()
                     if k not in ("worker", "result", "data", "json")}
-        settings.update(order=order, seeds=seeds, torch_threads=TORCH_THREADS, betas=BETAS,
+        settings.update(order=order, seeds=seeds, torch_threads=args.torch_threads, betas=BETAS,
                         adam_eps=ADAM_EPS, clip_norm=CLIP_NORM, layer_norm_eps=LAYER_NORM_EPS,
                         **data_info)
         _env.write_results(args.json, versions=versions, machine=machine, settings=settings,

@@ -4,7 +4,8 @@ compare with PyTorch's at the same shapes.
 Two parts, both at the shapes of ``gpt_train_speed.py``'s default model (4 layers, width 128,
 4 heads, context 64, batch 32, so 2,048 tokens per step):
 
-1. **Trace.** The jitted step (``lmcourse.models.gpt.lm_loss`` gradient + AdamW) runs under
+1. **Trace.** (a) The course's GPT, (b) the control with every ``nnx.Linear`` on plain
+   ``jax.lax.dot_general`` instead of ``lmcourse.models.common.flat_dot_general``. The jitted step (``lmcourse.models.gpt.lm_loss`` gradient + AdamW) runs under
    ``jax.profiler`` with XLA's per-operation trace events on
    (``--xla_cpu_enable_xprof_traceme=true``, set here before JAX starts). The events are summed
    per kind of compiled operation (``ynn_fusion``: products run by the YNNPACK library;
@@ -46,8 +47,12 @@ import _env  # noqa: E402
 TRACE_FLAG = "--xla_cpu_enable_xprof_traceme=true"
 
 
-def trace_step(steps: int) -> None:
-    """Part 1: time the step, then trace ``steps`` steps and sum the events per kind."""
+def trace_step(steps: int, plain_linear: bool = False) -> None:
+    """Part 1: time the step, then trace ``steps`` steps and sum the events per kind.
+
+    ``plain_linear``: the control, every ``nnx.Linear`` of the GPT with ``jax.lax.dot_general``
+    on ``(B, T, d)`` arrays instead of the course's ``flat_dot_general``.
+    """
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -62,6 +67,10 @@ def trace_step(steps: int) -> None:
     rng = np.random.default_rng(0)
     x, y = (jnp.asarray(rng.integers(0, 85, (32, 64)), jnp.int32) for _ in range(2))
     model = GPT(config, rngs=nnx.Rngs(0))
+    if plain_linear:
+        for _, module in nnx.iter_modules(model):
+            if isinstance(module, nnx.Linear):
+                module.dot_general = jax.lax.dot_general
     optimizer = make_optimizer(model, optax.chain(optax.clip_by_global_norm(1.0),
                                                   optax.adamw(1e-3)))
     graphdef, state = nnx.split((model, optimizer))
@@ -100,7 +109,9 @@ def trace_step(steps: int) -> None:
                     continue                                  # wrappers and waits, not work
                 per_kind[re.sub(r"\.\d+$", "", event.name)] += event.duration_ns
     total = sum(per_kind.values()) / steps / 1e6
-    print(f"\n1. step of {config.param_count():,} parameters, batch 32 x 64 tokens: "
+    label = "control: nnx.Linear with jax.lax.dot_general" if plain_linear else "the course's GPT"
+    print(f"\n1{'b' if plain_linear else 'a'}. {label}")
+    print(f"   step of {config.param_count():,} parameters, batch 32 x 64 tokens: "
           f"{wall_ms:.1f} ms wall per step (mean of {steps} untraced steps), "
           f"{2048 / wall_ms * 1e3:,.0f} tokens/s")
     print(f"   compiled operations, thread time per step summed over XLA's threads "
@@ -180,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     _env.print_environment(vers, _env.machine())
     print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     trace_step(args.steps)
+    trace_step(args.steps, plain_linear=True)
     time_products(args.rounds, args.calls)
     print(f"\nload average at end: {_env.format_load(_env.load_average())}")
     return 0

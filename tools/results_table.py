@@ -48,6 +48,8 @@ def fmt(entry: dict | None) -> str:
         text = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
     else:
         text = f"{value:.4g}"
+    # a table cell is one line: a text sample's line breaks and pipes would end the row
+    text = text.replace("|", "\\|").replace("\n", "<br>")
     return f"{text} {unit}".strip()
 
 

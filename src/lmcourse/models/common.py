@@ -1,6 +1,6 @@
 """Helpers shared by the models of ``lmcourse.models``.
 
-Used in chapters: 03, 04, 05, 06, 07, 08.
+Used in chapters: 03, 04, 05, 06, 07, 08; imported by ``lmcourse.models.gpt``.
 
 :func:`count_params`: the number of trainable scalars of a Flax NNX module (real or abstract,
 e.g. built with ``nnx.eval_shape``); the one place the course counts a built model. The checks
