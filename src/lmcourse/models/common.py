@@ -50,9 +50,9 @@ def flat_dot_general(lhs: jax.Array, rhs: jax.Array, dimension_numbers, precisio
     two matrices contracted over their first axis (``(B*T, d_in)`` and ``(B*T, d_out)``)
     instead of a contraction over the two axes ``B`` and ``T`` of 3-D arrays, for which XLA:CPU
     (jaxlib 0.10) first writes a transposed copy of the output gradient and then runs a
-    slower product. On the chapter-07 GPT this made the CPU training step about 1.2x as fast
-    (``benchmarks/README.md``, ``gpt_train_speed.py``, variant ``jax-nnx-linear`` is the
-    control); on a GPU it changes nothing measurable.
+    slower product. On the chapter-07 GPT this made the CPU training step 1.09-1.37x as fast
+    per round on 2 cores (``benchmarks/README.md``, ``gpt_train_speed.py``; variant
+    ``jax-nnx-linear`` is the control). Not measured on a GPU.
 
     Any other product (inputs of one or two axes, batch dimensions, another contraction, an
     ``out_sharding``) is passed to ``jax.lax.dot_general`` unchanged.

@@ -33,7 +33,8 @@ that is not a :class:`~lmcourse.param_count.GPTConfig`: each raises ``ValueError
 
 CPU speed: every ``nnx.Linear`` here computes its product on the ``B*T`` tokens as one matrix
 (:func:`lmcourse.models.common.flat_dot_general`): the same values, a weight gradient that XLA:CPU
-computes without a transposed copy; about 1.2x the training speed on CPU (``benchmarks/README.md``).
+computes without a transposed copy; 1.09-1.37x the training speed per round on 2 CPU cores
+(``benchmarks/README.md``).
 """
 
 from __future__ import annotations
