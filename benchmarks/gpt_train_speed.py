@@ -66,6 +66,7 @@ import numpy as np
 if str(Path(__file__).resolve().parent) not in sys.path:  # _env.py, also when loaded by path
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _env  # noqa: E402
+from _controls import use_plain_linear  # noqa: E402
 from _dp import make_dp_step  # noqa: E402
 
 DEFAULT_VARIANTS = ["jax-course", "torch-eager"]
@@ -329,9 +330,7 @@ def _run_jax(args: argparse.Namespace, data, devices: int | None = None,
     total = args.warmup + args.steps
     model = GPT(_config(args, int(data["vocab_size"])), rngs=nnx.Rngs(args.seed))
     if plain_linear:
-        for _, module in nnx.iter_modules(model):
-            if isinstance(module, nnx.Linear):
-                module.dot_general = jax.lax.dot_general
+        use_plain_linear(model)
     start = jax_weights(model)
     if any(not np.array_equal(start[k], data[k]) for k in start):
         raise RuntimeError("the JAX model's initial weights differ from the prepared ones")

@@ -5,7 +5,8 @@ Two parts, both at the shapes of ``gpt_train_speed.py``'s default model (4 layer
 4 heads, context 64, batch 32, so 2,048 tokens per step):
 
 1. **Trace.** (a) The course's GPT, (b) the control with every ``nnx.Linear`` on plain
-   ``jax.lax.dot_general`` instead of ``lmcourse.models.common.flat_dot_general``. The jitted step (``lmcourse.models.gpt.lm_loss`` gradient + AdamW) runs under
+   ``jax.lax.dot_general`` instead of ``lmcourse.models.common.flat_dot_general``. The jitted
+   step (``lmcourse.models.gpt.lm_loss`` gradient + AdamW) runs under
    ``jax.profiler`` with XLA's per-operation trace events on
    (``--xla_cpu_enable_xprof_traceme=true``, set here before JAX starts). The events are summed
    per kind of compiled operation (``ynn_fusion``: products run by the YNNPACK library;
@@ -43,6 +44,7 @@ from pathlib import Path
 if str(Path(__file__).resolve().parent) not in sys.path:  # _env.py, also when loaded by path
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _env  # noqa: E402
+from _controls import use_plain_linear  # noqa: E402
 
 TRACE_FLAG = "--xla_cpu_enable_xprof_traceme=true"
 
@@ -68,9 +70,7 @@ def trace_step(steps: int, plain_linear: bool = False) -> None:
     x, y = (jnp.asarray(rng.integers(0, 85, (32, 64)), jnp.int32) for _ in range(2))
     model = GPT(config, rngs=nnx.Rngs(0))
     if plain_linear:
-        for _, module in nnx.iter_modules(model):
-            if isinstance(module, nnx.Linear):
-                module.dot_general = jax.lax.dot_general
+        use_plain_linear(model)
     optimizer = make_optimizer(model, optax.chain(optax.clip_by_global_norm(1.0),
                                                   optax.adamw(1e-3)))
     graphdef, state = nnx.split((model, optimizer))

@@ -294,6 +294,11 @@ def test_flat_dot_general_same_values_and_gradients():
     g_flat = nnx.grad(loss, argnums=(0, 1))(flat, x)
     for a, b in zip(jax.tree.leaves(g_flat), jax.tree.leaves(g_plain), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # the product runs on the 15 tokens as one (15, 16) matrix
+    from lmcourse.models.common import flat_dot_general
+    jaxpr = str(jax.make_jaxpr(lambda x, w: flat_dot_general(x, w, (((2,), (0,)), ((), ()))))(
+        x, plain.kernel[...]))
+    assert "f32[15,16] = reshape" in jaxpr.replace(":", ""), jaxpr
     # the weight gradient is X^T G with X, G the tokens as (15, d) matrices
     g_out = jnp.cos(plain(x)).reshape(15, 24)
     np.testing.assert_allclose(g_flat[0]["kernel"][...], x.reshape(15, 16).T @ g_out,
