@@ -6,7 +6,8 @@ generation call, prefill included). Four variants, each in its own subprocess:
 
 * ``jax-cache``: ``lmcourse.generation.generate(model, prompt, T - P, temperature=0.0,
   use_cache=True)``: one jitted prefill over the prompt, then one jitted decode step per token
-  (``GPT.extend`` writing into preallocated ``(layers, B, h, n_ctx, d_k)`` buffers; attention
+  (``GPT.extend`` writing into preallocated ``(B, h, n_ctx, d_k)`` buffers, one per layer for
+  the keys and one for the values, donated to the step so that XLA writes in place; attention
   over all ``n_ctx`` positions with the unfilled ones masked).
 * ``jax-no-cache``: the same call with ``use_cache=False``: every step reruns the model on the
   whole sequence, padded to the next power of two (few shapes, few compilations).

@@ -10,7 +10,9 @@ against hand counts.
 from __future__ import annotations
 
 import math
+import re
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -104,6 +106,21 @@ def test_cache_under_jit(model):
     for t in range(4, 10):
         logits, cache = step(model, x[:, t:t + 1], cache)
     np.testing.assert_allclose(logits[:, -1], model(x)[:, -1], atol=1e-5)
+
+
+def test_cache_holds_one_buffer_per_layer(model):
+    """The decode step reads and writes each layer's buffer as it is (no per-layer slice of a
+    stacked array, no stack after it): the step's program has no stack or concatenate."""
+    cache = model.init_cache(3)
+    assert len(cache.keys) == len(cache.values) == CFG.layers
+    assert {k.shape for k in cache.keys + cache.values} == {(3, CFG.heads, CFG.n_ctx, 8)}
+    _, cache = model.extend(ids((3, 5)), cache)
+    jaxpr = str(jax.make_jaxpr(lambda c: model.extend(ids((3, 1)), c))(cache))
+    primitives = set(re.findall(r"= ([a-z_]+)\[", jaxpr))
+    assert not primitives & {"stack", "concatenate"}, primitives
+    assert "dynamic_update_slice" in jaxpr
+    with pytest.raises(ValueError, match="1 layers of keys"):
+        model.extend(ids((3, 1)), cache._replace(keys=cache.keys[:1], values=cache.values[:1]))
 
 
 def test_cache_overflow_and_batch_mismatch(model):

@@ -99,14 +99,19 @@ def causal_mask(length: int) -> jax.Array:
 class KVCache(NamedTuple):
     """Keys and values of the tokens seen so far, for every layer (a JAX pytree).
 
+    One array per layer, not one stacked ``(layers, ...)`` array: a decode step then reads and
+    writes each layer's buffer as it is, where a stacked array would be sliced (copied) per layer
+    and stacked again (copied) every step (measured in ``benchmarks/gpt_generate_speed.py``).
+
     Attributes:
-        keys: float ``(layers, B, h, S, d_k)``; positions ``>= length`` hold zeros (masked).
-        values: float ``(layers, B, h, S, d_k)``.
+        keys: tuple of ``layers`` float arrays ``(B, h, S, d_k)``; positions ``>= length`` hold
+            zeros (masked).
+        values: tuple of ``layers`` float arrays ``(B, h, S, d_k)``.
         length: int32 scalar array, the number of positions filled (the next token's position).
     """
 
-    keys: jax.Array
-    values: jax.Array
+    keys: tuple[jax.Array, ...]
+    values: tuple[jax.Array, ...]
     length: jax.Array
 
 
@@ -300,8 +305,10 @@ class GPT(nnx.Module):
         """
         b = check_positive_int("batch_size", batch_size)
         c = self.config
-        shape = (c.layers, b, c.heads, c.n_ctx, c.d_model // c.heads)
-        return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype), jnp.zeros((), jnp.int32))
+        shape = (b, c.heads, c.n_ctx, c.d_model // c.heads)
+        return KVCache(tuple(jnp.zeros(shape, dtype) for _ in range(c.layers)),
+                       tuple(jnp.zeros(shape, dtype) for _ in range(c.layers)),
+                       jnp.zeros((), jnp.int32))
 
     def extend(self, ids: jax.Array, cache: KVCache) -> tuple[jax.Array, KVCache]:
         """Run ``T`` new tokens through the model using (and filling) the key–value cache.
@@ -321,9 +328,13 @@ class GPT(nnx.Module):
                 the last tokens, or generate with a sliding window (:func:`lmcourse.generation.generate`).
         """
         check_token_ids(self.config, ids, "ids")
-        if ids.shape[0] != cache.keys.shape[1]:
+        if len(cache.keys) != len(self.blocks) or len(cache.values) != len(self.blocks):
+            raise ValueError(f"the cache has {len(cache.keys)} layers of keys and "
+                             f"{len(cache.values)} of values, the model {len(self.blocks)}; make "
+                             f"it with this model's init_cache")
+        if ids.shape[0] != cache.keys[0].shape[0]:
             raise ValueError(f"ids has batch size {ids.shape[0]} but the cache was made for "
-                             f"{cache.keys.shape[1]}; use model.init_cache({ids.shape[0]})")
+                             f"{cache.keys[0].shape[0]}; use model.init_cache({ids.shape[0]})")
         start = concrete(cache.length)
         if start is not None and int(start) + ids.shape[1] > self.n_ctx:
             raise ValueError(f"the cache holds {int(start)} tokens; {ids.shape[1]} more exceed the "
@@ -336,7 +347,7 @@ class GPT(nnx.Module):
             x, k, v = block.extend(x, cache.keys[i], cache.values[i], cache.length)
             keys.append(k)
             values.append(v)
-        new = KVCache(jnp.stack(keys), jnp.stack(values), cache.length + t)
+        new = KVCache(tuple(keys), tuple(values), cache.length + t)
         return self._logits(x), new
 
 
