@@ -77,6 +77,26 @@ def test_project_linf_and_sign_noise():
     np.testing.assert_allclose(np.abs(noisy - np.asarray(x))[inside], 0.05, atol=1e-6)
 
 
+@pytest.mark.parametrize("random_start", [False, True])
+def test_pgd_python_loop_equals_one_fori_loop(random_start):
+    """The course runs PGD as a Python loop of compiled steps (faster on CPU); the images are
+    bit-identical to the same steps in one jax.lax.fori_loop inside one program."""
+    model = TinyLinear(16, 4)
+    x, y = jnp.asarray(_images(8, seed=5, side=4)), jnp.asarray(np.arange(8) % 4, jnp.int32)
+    key = jax.random.key(3) if random_start else None
+
+    @nnx.jit(static_argnames=("steps",))
+    def fori(model, x, y, steps):
+        start = x if key is None else adv._random_start(x, key, 0.1)
+        return jax.lax.fori_loop(
+            0, steps, lambda _, xa: adv._pgd_step(model, xa, x, y, 0.1, 0.03), start)
+
+    for steps in (1, 4):
+        ours = adv._pgd(model, x, y, 0.1, 0.03, steps, key)
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(fori(model, x, y, steps)))
+    assert float(jnp.abs(ours - x).max()) > 0
+
+
 def test_adversarial_step_trains_on_the_pgd_images():
     model, twin = TinyLinear(16, 4), TinyLinear(16, 4)
     x, y = _images(16, seed=4, side=4), np.arange(16, dtype=np.int32) % 4

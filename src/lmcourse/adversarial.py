@@ -19,7 +19,8 @@ classifier that maps them to logits, and is written from scratch with ``jax.grad
 * :func:`attack_accuracy`, accuracy under an attack (with random restarts: an image counts as
   correct only if it survives every restart), the quantity plotted against ε;
 * :func:`make_adversarial_step`, Madry et al.'s adversarial training: the PGD inner maximisation
-  runs inside the jitted training step and the model is trained on the adversarial images
+  runs against the current weights at every training step and the model is trained on the
+  adversarial images
   (their eq. (2.1), :math:`\\min_\\theta \\mathbb{E}\\,\\max_{\\|\\delta\\|_\\infty \\le
   \\varepsilon} L(\\theta, x + \\delta, y)`); its step function plugs into
   :func:`lmcourse.training.fit`.
@@ -40,9 +41,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from lmcourse.compat import apply_gradients, get_modes, set_modes
+from lmcourse.compat import get_modes, set_modes
 from lmcourse.models.cnn import check_labels
-from lmcourse.training import batches, cross_entropy_loss
+from lmcourse.training import batches, train_step
 from lmcourse.validation import (
     check_bool,
     check_int,
@@ -168,22 +169,44 @@ def _fgsm(model: nnx.Module, x: jax.Array, y: jax.Array, epsilon) -> jax.Array:
     return jnp.clip(x + epsilon * jnp.sign(_input_gradient(model, x, y)), 0.0, 1.0)
 
 
-def _pgd(model: nnx.Module, x: jax.Array, y: jax.Array, epsilon, step_size, steps: int,
-         key: jax.Array | None) -> jax.Array:
-    start = x
-    if key is not None:   # Madry et al. section 5: start at a uniformly random point of the ball
-        start = project_linf(x + jax.random.uniform(key, x.shape, x.dtype, -epsilon, epsilon),
-                             x, epsilon)
+def _random_start(x: jax.Array, key: jax.Array, epsilon) -> jax.Array:
+    """A uniformly random point of the ε-ball around ``x`` inside ``[0, 1]`` (Madry et al.
+    section 5)."""
+    return project_linf(x + jax.random.uniform(key, x.shape, x.dtype, -epsilon, epsilon), x,
+                        epsilon)
 
-    def body(_, x_adv):
-        step = step_size * jnp.sign(_input_gradient(model, x_adv, y))
-        return project_linf(x_adv + step, x, epsilon)
 
-    return jax.lax.fori_loop(0, steps, body, start)
+def _pgd_step(model: nnx.Module, x_adv: jax.Array, x: jax.Array, y: jax.Array, epsilon,
+              step_size) -> jax.Array:
+    """One PGD step: a signed gradient step of size α, then the projection."""
+    step = step_size * jnp.sign(_input_gradient(model, x_adv, y))
+    return project_linf(x_adv + step, x, epsilon)
 
 
 _fgsm_jit = nnx.jit(_fgsm)
-_pgd_jit = nnx.jit(_pgd, static_argnames=("steps",))
+_random_start_jit = jax.jit(_random_start)
+_pgd_step_jit = nnx.jit(_pgd_step)
+
+
+def _pgd(model: nnx.Module, x: jax.Array, y: jax.Array, epsilon, step_size, steps: int,
+         key: jax.Array | None) -> jax.Array:
+    """PGD as a Python loop over one compiled step (not inside ``jax.jit``).
+
+    Why a Python loop and not ``jax.lax.fori_loop``: inside a loop's compiled body, XLA:CPU
+    (jaxlib 0.10.2) ran the convolutions of the gradient down to the pixels as a generic kernel,
+    where a program of their own uses the fast convolution library (found with a profile of the
+    chapter-12 CNN). One compiled program per PGD step made PGD and the adversarial training
+    step 1.8x as fast on 2 CPU cores, with bit-identical images (``benchmarks/
+    pgd_loop_speed.py``, the ``fori_loop`` kept there as the control; ``tests/
+    test_adversarial.py`` checks the images against the loop).
+    Unrolling the loop inside one program is no way out: XLA then fuses each step's input chain
+    into the next step's convolutions and recomputes it. The Python loop costs one dispatch per
+    step, and its steps still run back to back (nothing waits for the host).
+    """
+    x_adv = x if key is None else _random_start_jit(x, key, epsilon)
+    for _ in range(steps):
+        x_adv = _pgd_step_jit(model, x_adv, x, y, epsilon, step_size)
+    return x_adv
 
 
 def fgsm(model: nnx.Module, x: np.ndarray | jax.Array, y: np.ndarray | jax.Array,
@@ -221,7 +244,9 @@ def pgd(model: nnx.Module, x: np.ndarray | jax.Array, y: np.ndarray | jax.Array,
     :math:`x^{t+1} = \\Pi_{B_\\infty(x,\\varepsilon)\\cap[0,1]^d}\\big(x^t + \\alpha\\,
     \\mathrm{sign}(\\nabla_x L(x^t, y))\\big)`, with :math:`x^0 = x` or, with ``random_start``,
     a uniform draw from the ball (Madry et al. 2018, ICLR, section 2.1 and section 5). The
-    loop is one ``jax.lax.fori_loop`` compiled once per number of steps.
+    loop is a Python loop over one compiled PGD step, compiled once for every ε, α and number of
+    steps (a ``jax.lax.fori_loop`` was 1.8x slower on CPU: XLA ran the gradient's
+    convolutions inside the loop body as a generic kernel). Call it outside ``jax.jit``.
 
     Args:
         model: a classifier mapping ``(N, H, W, C)`` float images to ``(N, K)`` logits.
@@ -244,7 +269,7 @@ def pgd(model: nnx.Module, x: np.ndarray | jax.Array, y: np.ndarray | jax.Array,
     seed = check_int("seed", seed, 0)
     x, y = _check_batch(model, x, y)
     key = jax.random.key(seed) if random_start else None
-    return _pgd_jit(model, jnp.asarray(x), jnp.asarray(y), epsilon, step_size, steps, key)
+    return _pgd(model, jnp.asarray(x), jnp.asarray(y), epsilon, step_size, steps, key)
 
 
 def sign_noise(x: np.ndarray | jax.Array, epsilon: float, seed: int = 0) -> jax.Array:
@@ -340,17 +365,17 @@ def _attack(model, xb, yb, attack, epsilon, step_size, steps, random_start, seed
         signs = jax.random.rademacher(jax.random.key(seed), xb.shape, xb.dtype)
         return jnp.clip(xb + epsilon * signs, 0.0, 1.0)
     key = jax.random.key(seed) if random_start else None
-    return _pgd_jit(model, xb, yb, epsilon, step_size, steps, key)
+    return _pgd(model, xb, yb, epsilon, step_size, steps, key)
 
 
 # --- adversarial training -----------------------------------------------------------------------
 
-@nnx.jit(static_argnames=("steps",))
 def _adversarial_train_step(model, optimizer, x, y, key, epsilon, step_size, steps):
-    x_adv = jax.lax.stop_gradient(_pgd(model, x, y, epsilon, step_size, steps, key))
-    (loss, _), grads = nnx.value_and_grad(cross_entropy_loss, has_aux=True)(model, x_adv, y)
-    apply_gradients(optimizer, model, grads)
-    return loss
+    """PGD images against the current weights (compiled step by step, see :func:`_pgd`), then
+    one ordinary compiled training step on them. The images are constants for the optimizer
+    step: no gradient flows back through the attack."""
+    x_adv = _pgd(model, x, y, epsilon, step_size, steps, key)
+    return train_step(model, optimizer, x_adv, y)
 
 
 def make_adversarial_step(epsilon: float, step_size: float, steps: int, *, seed: int = 0
@@ -359,8 +384,9 @@ def make_adversarial_step(epsilon: float, step_size: float, steps: int, *, seed:
     """A training step for :func:`lmcourse.training.fit` that trains on PGD adversarial images.
 
     Each call draws a fresh random start (key ``fold_in(key(seed), call number)``), runs
-    ``steps`` PGD steps against the current model *inside the same jitted program*, and takes
-    one optimizer step on the cross-entropy of the adversarial batch: Madry et al. 2018 (ICLR),
+    ``steps`` PGD steps against the current model (one compiled program per PGD step, see
+    :func:`pgd`), and takes one optimizer step (:func:`lmcourse.training.train_step`) on the
+    cross-entropy of the adversarial batch: Madry et al. 2018 (ICLR),
     eq. (2.1) with the inner maximisation approximated by PGD (section 5: MNIST with ε = 0.3,
     40 steps of 0.01, random start). A step costs about ``steps + 1`` forward-backward passes.
 
