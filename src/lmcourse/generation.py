@@ -177,9 +177,10 @@ def _step_functions(graphdef, treedef, opts: tuple) -> dict:
     splits the key once (``key, sub = split(key)``) and samples with ``sub``, in every path, so
     cached and uncached generation draw the same random numbers. The decode step donates the
     cache (argument 2): the new token's key and value are written into the same buffers in
-    place, where an undonated cache would be copied whole every step (with the per-layer cache
-    of ``GPT.init_cache``: 3.5x the tokens/s at batch 8 on chapter 07's full-size model,
-    ``benchmarks/README.md``).
+    place, where an undonated cache would be copied whole every step. Together with the
+    per-layer buffers of ``GPT.init_cache`` this gave 3.5x the tokens/s at batch 8 on chapter
+    07's full-size model, against the former stacked, undonated cache (``benchmarks/README.md``;
+    the two parts were not measured apart in a committed run).
     """
     def model_of(leaves):
         return nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))

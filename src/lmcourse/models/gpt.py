@@ -101,7 +101,8 @@ class KVCache(NamedTuple):
 
     One array per layer, not one stacked ``(layers, ...)`` array: a decode step then reads and
     writes each layer's buffer as it is, where a stacked array would be sliced (copied) per layer
-    and stacked again (copied) every step (measured in ``benchmarks/gpt_generate_speed.py``).
+    and stacked again (copied) every step (measured together with the cache's donation in
+    :func:`lmcourse.generation.generate`: ``benchmarks/README.md``, ``gpt_generate_speed.py``).
 
     Attributes:
         keys: tuple of ``layers`` float arrays ``(B, h, S, d_k)``; positions ``>= length`` hold
