@@ -1,6 +1,8 @@
 """CPU speed of the chapter-12 PGD attack and adversarial training step: a Python loop over one
 compiled PGD step (the course, ``lmcourse.adversarial``) against one ``jax.lax.fori_loop`` (the
-course until this benchmark was written, kept here as the control).
+course's structure until this benchmark was written, kept here as the control: the same PGD step
+in the loop body; its training step has ε and α as compile-time constants and one fixed key,
+where the course's code took them as arguments).
 
 What is timed, on the chapter-12 network (``lmcourse.models.cnn.CNN``, untrained, seed 0; the
 speed does not depend on the weights' values) and a batch of ``--batch`` real MNIST test digits:
@@ -16,15 +18,24 @@ of the course, then every piece of the control; median of ``--calls`` calls per 
 piece is compiled and run once before the clock. The two PGDs are checked to give bit-identical
 images before anything is timed.
 
+With ``--profile``, both PGD-3 variants are also traced (``jax.profiler`` with XLA's
+per-operation events, ``--xla_cpu_enable_xprof_traceme=true``, set before JAX starts): the
+thread time per call of the most expensive kinds of compiled operation, and the convolutions of
+the control's compiled program with their kernel layout (``dim_labels``) and whether they sit
+inside the loop body.
+
 Usage::
 
     python benchmarks/pgd_loop_speed.py                            # about a minute on 2 cores
-    python benchmarks/pgd_loop_speed.py --rounds 7 --json benchmarks/results/pgd_loop_speed.json
+    python benchmarks/pgd_loop_speed.py --rounds 5 --json benchmarks/results/pgd_loop_speed.json
+    python benchmarks/pgd_loop_speed.py --rounds 1 --profile     # where the loop's time goes
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import statistics
 import sys
 import time
@@ -36,6 +47,43 @@ import _env  # noqa: E402
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy")
 EPSILON, STEP_SIZE = 0.1, 0.025
+TRACE_FLAG = "--xla_cpu_enable_xprof_traceme=true"
+
+
+def profile(label: str, fn, calls: int = 3) -> None:
+    """Trace ``calls`` calls of ``fn`` and print the thread time per call of the 6 most expensive
+    kinds of compiled operation (XLA's worker and client threads)."""
+    import collections
+    import re
+    import tempfile
+
+    import jax
+    from jax.profiler import ProfileData
+
+    jax.block_until_ready(fn())
+    with tempfile.TemporaryDirectory() as trace_dir:
+        jax.profiler.start_trace(trace_dir)
+        for _ in range(calls):
+            out = fn()
+        jax.block_until_ready(out)
+        jax.profiler.stop_trace()
+        data = ProfileData.from_file(str(sorted(Path(trace_dir).rglob("*.xplane.pb"))[-1]))
+    kinds: collections.Counter = collections.Counter()
+    ops: collections.Counter = collections.Counter()
+    for plane in data.planes:
+        for line in plane.lines:
+            if not line.name.startswith(("tf_XLAEigen", "tf_XLAPjRt")):
+                continue
+            for event in line.events:
+                if not event.name.startswith(("ThunkExecutor", "SlinkyThreadPool", "end:")):
+                    kinds[re.sub(r"\.\d+$", "", event.name)] += event.duration_ns
+                    ops[event.name] += event.duration_ns
+    total = sum(kinds.values()) / calls / 1e6
+    print(f"\n{label}: compiled operations, thread time per call {total:.1f} ms")
+    for kind, ns in kinds.most_common(6):
+        print(f"   {kind:32s} {ns / calls / 1e6:8.2f} ms")
+    print("   the most expensive single operations:",
+          ", ".join(f"{name} {ns / calls / 1e6:.1f} ms" for name, ns in ops.most_common(4)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-steps", type=int, default=3,
                         help="PGD steps inside the training step (default 3, chapter 12 quick)")
     parser.add_argument("--json", metavar="PATH", help="also write the results to this JSON file")
+    parser.add_argument("--profile", action="store_true",
+                        help="also trace both PGD-3 variants and list the control's convolutions")
     args = parser.parse_args(argv)
+    if args.profile:                          # must be set before JAX starts
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TRACE_FLAG}".strip()
     if min(args.rounds, args.calls, args.batch, args.train_steps) < 1:
         parser.error("--rounds, --calls, --batch and --train-steps must be >= 1")
     steps_list = [int(s) for s in args.steps.split(",")]
@@ -146,6 +198,19 @@ def main(argv: list[str] | None = None) -> int:
         summary[f"train_step_over_plain_{name}"] = ratio
         print(f"adversarial / plain training step, {name}: {ratio:.1f}x "
               f"(plain {plain:.1f} ms; expected about {args.train_steps + 1} = steps + 1)")
+    if args.profile:
+        profile("PGD-3, Python loop (course)", lambda: adv._pgd(model, x, y, EPSILON, STEP_SIZE, 3, key))
+        profile("PGD-3, fori_loop (control)",
+                lambda: pgd_fori_jit(model, x, y, EPSILON, STEP_SIZE, 3, key))
+        graphdef, state = nnx.split(model)
+        hlo = jax.jit(lambda s, x, y, k: pgd_fori(nnx.merge(graphdef, s), x, y, EPSILON,
+                                                  STEP_SIZE, 3, k)).lower(state, x, y, key)
+        print("\nconvolutions in the control's compiled program (kernel layout, where):")
+        for line in hlo.compile().as_text().splitlines():
+            conv = re.search(r"(%\S+) = (\S+) convolution\(.*dim_labels=(\S+?),", line)
+            if conv:
+                where = "loop body" if "while/body" in line else "outside the loop"
+                print(f"   {conv.group(1):28s} {conv.group(2):28s} {conv.group(3):22s} {where}")
     load_end, total = _env.load_average(), time.perf_counter() - start
     print(f"\ntotal {total:.0f} s; load average at end: {_env.format_load(load_end)}")
     if args.json:

@@ -194,13 +194,13 @@ def _pgd(model: nnx.Module, x: jax.Array, y: jax.Array, epsilon, step_size, step
 
     Why a Python loop and not ``jax.lax.fori_loop``: inside a loop's compiled body, XLA:CPU
     (jaxlib 0.10.2) ran the convolutions of the gradient down to the pixels as a generic kernel,
-    where a program of their own uses the fast convolution library (found with a profile of the
-    chapter-12 CNN). One compiled program per PGD step made PGD and the adversarial training
-    step 1.8x as fast on 2 CPU cores, with bit-identical images (``benchmarks/
-    pgd_loop_speed.py``, the ``fori_loop`` kept there as the control; ``tests/
-    test_adversarial.py`` checks the images against the loop).
-    Unrolling the loop inside one program is no way out: XLA then fuses each step's input chain
-    into the next step's convolutions and recomputes it. The Python loop costs one dispatch per
+    where a program of their own uses the fast convolution library (``python benchmarks/
+    pgd_loop_speed.py --profile`` shows it). One compiled program per PGD step made PGD and the
+    adversarial training step 1.8x as fast on 2 CPU cores, with bit-identical PGD images
+    (``benchmarks/pgd_loop_speed.py``, the ``fori_loop`` kept there as the control;
+    ``tests/test_adversarial.py`` checks the images against the loop). Unrolling the loop inside
+    one program was no way out either (a probe, not committed: XLA fused each step's input chain
+    into the next step's convolutions and recomputed it). The Python loop costs one dispatch per
     step, and its steps still run back to back (nothing waits for the host).
     """
     x_adv = x if key is None else _random_start_jit(x, key, epsilon)
@@ -244,8 +244,8 @@ def pgd(model: nnx.Module, x: np.ndarray | jax.Array, y: np.ndarray | jax.Array,
     :math:`x^{t+1} = \\Pi_{B_\\infty(x,\\varepsilon)\\cap[0,1]^d}\\big(x^t + \\alpha\\,
     \\mathrm{sign}(\\nabla_x L(x^t, y))\\big)`, with :math:`x^0 = x` or, with ``random_start``,
     a uniform draw from the ball (Madry et al. 2018, ICLR, section 2.1 and section 5). The
-    loop is a Python loop over one compiled PGD step, compiled once for every ε, α and number of
-    steps (a ``jax.lax.fori_loop`` was 1.8x slower on CPU: XLA ran the gradient's
+    loop is a Python loop over one compiled PGD step, compiled once and reused for any ε, α and
+    number of steps (a ``jax.lax.fori_loop`` was 1.8x slower on CPU: XLA ran the gradient's
     convolutions inside the loop body as a generic kernel). Call it outside ``jax.jit``.
 
     Args:
